@@ -1,0 +1,210 @@
+//! The HTTP API (CONTRACT.md): health, status, live events, snapshots, metrics.
+//! `router(state)` is public so tests drive it directly; `serve` adds the connection limits.
+
+pub mod error;
+pub mod sse;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::access::Access;
+use crate::error::{Error, ErrorKind};
+use crate::events::Bus;
+use crate::snapshot::{Image, Snapshots};
+
+/// Largest request head (request line + headers) we read.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Largest request body; the API takes no uploads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A client that has not sent its request head by then is dropped.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Commands the API can ask of the doorbell (the integration's reboot button).
+pub trait Commands: Send + Sync {
+    fn reboot(&self) -> futures::future::BoxFuture<'static, crate::error::Result<()>>;
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub bus: Arc<Bus>,
+    pub access: Arc<Access>,
+    pub snapshots: Arc<Snapshots>,
+    pub commands: Option<Arc<dyn Commands>>,
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/api/status", get(status))
+        .route("/api/events", get(events))
+        .route("/api/snapshot.jpg", get(snapshot))
+        .route("/api/rings/{id}/snapshot.jpg", get(ring_snapshot))
+        .route("/api/reboot", post(reboot))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .fallback(|| async { Error::new(ErrorKind::NotFound, "no such endpoint") })
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn require_auth(
+    State(st): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let auth = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    match st.access.check_bearer(peer.ip(), auth) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn status(State(st): State<ApiState>) -> Json<serde_json::Value> {
+    Json(st.bus.status())
+}
+
+async fn events(State(st): State<ApiState>, headers: HeaderMap) -> Response {
+    let last = sse::parse_last_event_id(headers.get("last-event-id"));
+    sse::stream(st.bus.clone(), last, st.shutdown.clone()).into_response()
+}
+
+fn image_response(img: Image, headers: &HeaderMap, max_age: u64) -> Response {
+    let etag = format!("\"{}\"", img.etag);
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let mut resp = (StatusCode::OK, img.bytes).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    let lm = img.taken.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    if let Ok(v) = HeaderValue::from_str(&lm) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("private, max-age={max_age}")) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    resp
+}
+
+async fn snapshot(State(st): State<ApiState>, headers: HeaderMap) -> Response {
+    match st.snapshots.latest().await {
+        Ok(img) => image_response(img, &headers, 1),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn ring_snapshot(State(st): State<ApiState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return Error::new(ErrorKind::BadRequest, "ring id must be a number").into_response();
+    };
+    match st.snapshots.ring_image(id).await {
+        Ok(img) => image_response(img, &headers, 86400),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn reboot(State(st): State<ApiState>) -> Response {
+    match &st.commands {
+        Some(c) => match c.reboot().await {
+            Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({"result": "rebooting"}))).into_response(),
+            Err(e) => e.into_response(),
+        },
+        None => Error::new(ErrorKind::Unavailable, "ONVIF is disabled, so the doorbell cannot be rebooted")
+            .into_response(),
+    }
+}
+
+async fn metrics(State(st): State<ApiState>) -> Response {
+    let mut out = String::with_capacity(2048);
+    let state = st.bus.state();
+    out.push_str("# HELP doorbell_bridge_doorbell_online Whether the doorbell answers.\n");
+    out.push_str("# TYPE doorbell_bridge_doorbell_online gauge\n");
+    out.push_str(&format!("doorbell_bridge_doorbell_online {}\n", state.doorbell_online as u8));
+    out.push_str("# HELP doorbell_bridge_sensor State of each sensor (-1 unknown).\n");
+    out.push_str("# TYPE doorbell_bridge_sensor gauge\n");
+    for (name, v) in &state.sensors {
+        let n = match v {
+            None => -1,
+            Some(b) => *b as i32,
+        };
+        out.push_str(&format!("doorbell_bridge_sensor{{name=\"{name}\"}} {n}\n"));
+    }
+    out.push_str("# HELP doorbell_bridge_last_event_id Id of the newest event.\n");
+    out.push_str("# TYPE doorbell_bridge_last_event_id counter\n");
+    out.push_str(&format!("doorbell_bridge_last_event_id {}\n", st.bus.last_id()));
+    out.push_str("# HELP doorbell_bridge_rings_total Rings since start.\n");
+    out.push_str("# TYPE doorbell_bridge_rings_total counter\n");
+    out.push_str(&format!(
+        "doorbell_bridge_rings_total {}\n",
+        st.bus.rings_total.load(std::sync::atomic::Ordering::Relaxed)
+    ));
+    st.bus.metrics(&mut out);
+    st.snapshots.metrics(&mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown`; then waits (bounded) for open connections,
+/// which end promptly because event streams watch the same token.
+pub async fn serve(listener: TcpListener, router: Router, max_connections: usize, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: wait a little rather than spin.
+                    tracing::warn!("HTTP accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = router.clone().map_request(move |req: hyper::Request<hyper::body::Incoming>| {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEAD_TIMEOUT)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let fut = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = fut.await;
+            drop(permit);
+        });
+    }
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(5)) => tracing::warn!("some HTTP connections did not close in time"),
+    }
+}

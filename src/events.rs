@@ -1,0 +1,336 @@
+//! The event bus: ring and sensor edges, the current state, and a bounded history with
+//! increasing ids so that an event-stream client reconnecting with `Last-Event-ID` gets
+//! exactly what it missed, in order.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::broadcast;
+
+/// Events kept for replay. At one event a second this is over an hour.
+pub const HISTORY: usize = 4096;
+
+/// The sensors the bridge reports. `None` while unknown.
+pub const SENSORS: [&str; 4] = ["ring", "pir_motion", "video_motion", "field_detection"];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ring {
+    pub id: u64,
+    pub at: String,
+    /// `coiot`, `mqtt`, `dns`, `sim`...
+    pub source: String,
+    /// Kind of press when known: `rising`, `S` (short), `L` (long, reported late from the counter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub press: Option<String>,
+    /// Path of this ring's picture on the HTTP API.
+    pub snapshot: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SensorChange {
+    pub name: String,
+    pub state: Option<bool>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// The whole status body (on connect and on connectivity changes).
+    State(serde_json::Value),
+    Ring(Ring),
+    Sensor(SensorChange),
+}
+
+/// One event with its id. Ids start at 1 and never repeat within a run of the bridge;
+/// `epoch` changes with every start so clients can tell a restart from a gap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: u64,
+    pub payload: Payload,
+}
+
+impl Record {
+    pub fn name(&self) -> &'static str {
+        match self.payload {
+            Payload::State(_) => "state",
+            Payload::Ring(_) => "ring",
+            Payload::Sensor(_) => "sensor",
+        }
+    }
+
+    pub fn data_json(&self) -> String {
+        match &self.payload {
+            Payload::State(v) => v.to_string(),
+            Payload::Ring(r) => serde_json::to_string(r).unwrap_or_default(),
+            Payload::Sensor(s) => serde_json::to_string(s).unwrap_or_default(),
+        }
+    }
+}
+
+/// Core state the bus owns: sensors, connectivity, last ring.
+#[derive(Debug, Clone, Default)]
+pub struct CoreState {
+    pub sensors: BTreeMap<&'static str, Option<bool>>,
+    pub doorbell_online: bool,
+    /// Per source (`onvif`, `coiot`, `mqtt`) whether it is currently delivering.
+    pub sources: BTreeMap<String, bool>,
+    pub last_ring: Option<Ring>,
+}
+
+/// What other capabilities add to `/api/status` and `/metrics` (the RTSP hub's streams...).
+pub trait StatusSource: Send + Sync {
+    /// Merged into the status body under its own keys (e.g. `streams`).
+    fn status(&self, body: &mut serde_json::Map<String, serde_json::Value>);
+    /// Prometheus text lines.
+    fn metrics(&self, out: &mut String);
+}
+
+struct Inner {
+    next_id: u64,
+    history: VecDeque<Arc<Record>>,
+    state: CoreState,
+    next_ring_id: u64,
+}
+
+pub struct Bus {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Arc<Record>>,
+    sources: Mutex<Vec<Arc<dyn StatusSource>>>,
+    version: &'static str,
+    pub rings_total: std::sync::atomic::AtomicU64,
+}
+
+/// A subscription that starts exactly after `backlog`.
+pub struct Subscription {
+    pub backlog: Vec<Arc<Record>>,
+    pub rx: broadcast::Receiver<Arc<Record>>,
+    /// True when the client asked for events older than the history holds.
+    pub gap: bool,
+}
+
+pub fn now_string(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Bus {
+    pub fn new() -> Arc<Bus> {
+        let (tx, _) = broadcast::channel(1024);
+        let mut sensors = BTreeMap::new();
+        for s in SENSORS {
+            sensors.insert(s, None);
+        }
+        Arc::new(Bus {
+            inner: Mutex::new(Inner {
+                next_id: 1,
+                history: VecDeque::with_capacity(HISTORY),
+                state: CoreState { sensors, ..Default::default() },
+                next_ring_id: 1,
+            }),
+            tx,
+            sources: Mutex::new(Vec::new()),
+            version: env!("CARGO_PKG_VERSION"),
+            rings_total: Default::default(),
+        })
+    }
+
+    pub fn add_status_source(&self, s: Arc<dyn StatusSource>) {
+        self.sources.lock().unwrap().push(s);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ring ids continue from a restored history (the snapshot store keeps rings across restarts).
+    pub fn set_next_ring_id(&self, next: u64, last: Option<Ring>) {
+        let mut g = self.lock();
+        g.next_ring_id = g.next_ring_id.max(next);
+        if g.state.last_ring.is_none() {
+            g.state.last_ring = last;
+        }
+    }
+
+    fn push(&self, g: &mut Inner, payload: Payload) -> Arc<Record> {
+        let rec = Arc::new(Record { id: g.next_id, payload });
+        g.next_id += 1;
+        if g.history.len() == HISTORY {
+            g.history.pop_front();
+        }
+        g.history.push_back(rec.clone());
+        // Sent while the lock is held so subscribers see ids in order with the history.
+        let _ = self.tx.send(rec.clone());
+        rec
+    }
+
+    /// Records a ring; returns it with its id and time.
+    pub fn ring(&self, source: &str, press: Option<&str>, at: DateTime<Utc>) -> Ring {
+        let mut g = self.lock();
+        let id = g.next_ring_id;
+        g.next_ring_id += 1;
+        let ring = Ring {
+            id,
+            at: now_string(at),
+            source: source.to_string(),
+            press: press.map(str::to_string),
+            snapshot: format!("/api/rings/{id}/snapshot.jpg"),
+        };
+        g.state.last_ring = Some(ring.clone());
+        self.rings_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.push(&mut g, Payload::Ring(ring.clone()));
+        ring
+    }
+
+    /// Sets a sensor; emits a `sensor` event only when the state changes. Returns whether it did.
+    pub fn set_sensor(&self, name: &'static str, state: Option<bool>, at: DateTime<Utc>) -> bool {
+        let mut g = self.lock();
+        let old = g.state.sensors.insert(name, state);
+        if old == Some(state) {
+            return false;
+        }
+        self.push(&mut g, Payload::Sensor(SensorChange { name: name.to_string(), state, at: now_string(at) }));
+        true
+    }
+
+    /// The doorbell's reachability; emits a `state` event on change.
+    pub fn set_online(&self, online: bool) {
+        let mut g = self.lock();
+        if g.state.doorbell_online == online {
+            return;
+        }
+        g.state.doorbell_online = online;
+        let body = self.status_locked(&g);
+        self.push(&mut g, Payload::State(body));
+    }
+
+    /// Whether one source (`onvif`, `coiot`, `mqtt`...) is delivering; emits `state` on change.
+    pub fn set_source(&self, source: &str, up: bool) {
+        let mut g = self.lock();
+        if g.state.sources.get(source) == Some(&up) {
+            return;
+        }
+        g.state.sources.insert(source.to_string(), up);
+        let body = self.status_locked(&g);
+        self.push(&mut g, Payload::State(body));
+    }
+
+    pub fn state(&self) -> CoreState {
+        self.lock().state.clone()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let g = self.lock();
+        self.status_locked(&g)
+    }
+
+    fn status_locked(&self, g: &Inner) -> serde_json::Value {
+        let st = &g.state;
+        let mut body = serde_json::Map::new();
+        body.insert("version".into(), json!(self.version));
+        body.insert("doorbell".into(), json!({"online": st.doorbell_online}));
+        body.insert("streams".into(), json!({}));
+        body.insert("sensors".into(), json!(st.sensors));
+        body.insert("sources".into(), json!(st.sources));
+        body.insert("last_ring".into(), json!(st.last_ring));
+        body.insert("last_event_id".into(), json!(g.next_id - 1));
+        for s in self.sources.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            s.status(&mut body);
+        }
+        serde_json::Value::Object(body)
+    }
+
+    pub fn metrics(&self, out: &mut String) {
+        for s in self.sources.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            s.metrics(out);
+        }
+    }
+
+    /// Subscribes. With `after = Some(id)`, the backlog holds every kept event with a larger id;
+    /// with `None`, it is empty. Live events then follow without gap or repeat.
+    pub fn subscribe(&self, after: Option<u64>) -> Subscription {
+        let g = self.lock();
+        let rx = self.tx.subscribe();
+        let mut gap = false;
+        let backlog = match after {
+            None => Vec::new(),
+            Some(after) => {
+                if let Some(first) = g.history.front() {
+                    gap = after + 1 < first.id;
+                }
+                if after >= g.next_id {
+                    // An id from a previous run of the bridge: the client gets the state anew.
+                    gap = true;
+                }
+                g.history.iter().filter(|r| r.id > after).cloned().collect()
+            }
+        };
+        Subscription { backlog, rx, gap }
+    }
+
+    /// Events with ids greater than `after`, for a subscriber that lagged behind the channel.
+    pub fn since(&self, after: u64) -> (Vec<Arc<Record>>, bool) {
+        let g = self.lock();
+        let gap = g.history.front().is_some_and(|f| after + 1 < f.id);
+        (g.history.iter().filter(|r| r.id > after).cloned().collect(), gap)
+    }
+
+    pub fn last_id(&self) -> u64 {
+        self.lock().next_id - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensor_edges_only_on_change() {
+        let bus = Bus::new();
+        let t = Utc::now();
+        assert!(bus.set_sensor("pir_motion", Some(true), t));
+        assert!(!bus.set_sensor("pir_motion", Some(true), t));
+        assert!(bus.set_sensor("pir_motion", None, t));
+        assert_eq!(bus.last_id(), 2);
+    }
+
+    #[test]
+    fn replay_is_exact_after_any_id() {
+        let bus = Bus::new();
+        let t = Utc::now();
+        for i in 0..10 {
+            bus.ring("test", None, t);
+            bus.set_sensor("video_motion", Some(i % 2 == 0), t);
+        }
+        for after in 0..=20u64 {
+            let sub = bus.subscribe(Some(after));
+            let ids: Vec<u64> = sub.backlog.iter().map(|r| r.id).collect();
+            let want: Vec<u64> = (after + 1..=20).collect();
+            assert_eq!(ids, want, "after {after}");
+            assert!(!sub.gap);
+        }
+    }
+
+    #[test]
+    fn history_is_bounded_and_gap_is_reported() {
+        let bus = Bus::new();
+        let t = Utc::now();
+        for i in 0..(HISTORY as u64 + 10) {
+            bus.set_sensor("field_detection", Some(i % 2 == 0), t);
+        }
+        let sub = bus.subscribe(Some(1));
+        assert_eq!(sub.backlog.len(), HISTORY);
+        assert!(sub.gap);
+    }
+
+    #[test]
+    fn ring_ids_continue_from_restored_history() {
+        let bus = Bus::new();
+        bus.set_next_ring_id(42, None);
+        let r = bus.ring("coiot", None, Utc::now());
+        assert_eq!(r.id, 42);
+        assert_eq!(r.snapshot, "/api/rings/42/snapshot.jpg");
+        assert_eq!(bus.status()["last_ring"]["id"], 42);
+    }
+}

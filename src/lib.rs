@@ -1,0 +1,102 @@
+//! Doorbell Bridge: a local bridge for the EZVIZ DB1 / Hikvision DS-HD1 doorbell.
+//!
+//! `App::build(config)` binds every listener (so tests learn the real ports), `App::run(shutdown)`
+//! runs every capability until the token is cancelled. `main.rs` and the tests drive the same App.
+
+pub mod access;
+pub mod api;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod events;
+pub mod ring;
+pub mod sim;
+pub mod snapshot;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::access::Access;
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::Bus;
+use crate::snapshot::Snapshots;
+
+pub struct App {
+    pub config: Config,
+    pub data_dir: PathBuf,
+    pub bus: Arc<Bus>,
+    pub access: Arc<Access>,
+    pub snapshots: Arc<Snapshots>,
+    http: TcpListener,
+    coiot: Vec<UdpSocket>,
+}
+
+async fn bind_tcp(ip: IpAddr, port: u16, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(SocketAddr::new(ip, port)).await.map_err(|e| {
+        Error::wrap(
+            ErrorKind::Io,
+            format!("cannot listen on {ip}:{port} for {what} (is another program using the port?)"),
+            e,
+        )
+    })
+}
+
+impl App {
+    pub async fn build(config: Config, data_dir: PathBuf) -> Result<App> {
+        std::fs::create_dir_all(&data_dir).map_err(|e| {
+            Error::wrap(ErrorKind::Io, format!("cannot create data directory {}", data_dir.display()), e)
+        })?;
+        let access = Arc::new(Access::resolve(&config, &data_dir)?);
+        let bus = Bus::new();
+        let snapshots = Arc::new(Snapshots::new(&config));
+        let ip: IpAddr = config
+            .server
+            .bind
+            .parse()
+            .map_err(|_| Error::new(ErrorKind::Config, "server.bind is not an IP address"))?;
+        let http = bind_tcp(ip, config.server.http_port, "the HTTP API").await?;
+        let coiot = ring::bind_coiot(&config).await?;
+        Ok(App { config, data_dir, bus, access, snapshots, http, coiot })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("bound socket has an address")
+    }
+
+    /// The unicast CoIoT socket's address, when one is configured.
+    pub fn coiot_addr(&self) -> Option<SocketAddr> {
+        self.config.coiot.unicast_port?;
+        self.coiot.first().and_then(|s| s.local_addr().ok())
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let App { config, bus, access, snapshots, http, coiot, .. } = self;
+        let mut tasks = tokio::task::JoinSet::new();
+
+        let sink = ring::RingSink { bus: bus.clone(), snapshots: snapshots.clone() };
+        tasks.spawn(ring::run_coiot(config.clone(), coiot, sink, shutdown.clone()));
+
+        let state = api::ApiState {
+            bus: bus.clone(),
+            access: access.clone(),
+            snapshots: snapshots.clone(),
+            commands: None,
+            shutdown: shutdown.clone(),
+        };
+        let router = api::router(state);
+        tasks.spawn(api::serve(http, router, config.server.max_http_connections, shutdown.clone()));
+
+        shutdown.cancelled().await;
+        // Every task watches the token; give them a moment to close connections and say goodbye.
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(std::time::Duration::from_secs(8), drain).await.is_err() {
+            tracing::warn!("some tasks did not stop in time");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use doorbell_bridge::config::Config;
+use doorbell_bridge::demo::DemoOptions;
+use doorbell_bridge::error::ErrorKind;
+
+/// Where the Home Assistant Supervisor puts the add-on's options.
+const OPTIONS_JSON: &str = "/data/options.json";
+
+#[derive(Parser)]
+#[command(name = "doorbell-bridge", version, about = "Local bridge for the EZVIZ DB1 / Hikvision DS-HD1 doorbell")]
+struct Cli {
+    /// Configuration file (YAML). Without it, /data/options.json (the add-on's options).
+    #[arg(long, global = false)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole bridge against a built-in simulated doorbell on loopback.
+    Demo {
+        #[arg(long, default_value_t = 8565)]
+        http_port: u16,
+        #[arg(long, default_value_t = 8564)]
+        rtsp_port: u16,
+        /// Simulator's control port; its RTSP and CoIoT use the next two ports.
+        #[arg(long, default_value_t = 8580)]
+        sim_port: u16,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Validate a configuration file: exit 0, or print every problem and exit 2.
+    CheckConfig { path: PathBuf },
+}
+
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// First Ctrl-C (or SIGTERM, how the Supervisor stops an add-on) drains; a second one exits now.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let first = async {
+            #[cfg(unix)]
+            if let Some(term) = term.as_mut() {
+                tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+                return;
+            }
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        first.await;
+        eprintln!("stopping… (press Ctrl-C again to exit at once)");
+        t.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("exiting at once");
+        std::process::exit(1);
+    });
+    token
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|p| {
+        eprintln!("{}: {p}", path.display());
+        ExitCode::from(2)
+    })
+}
+
+fn exit_for(e: &doorbell_bridge::error::Error) -> ExitCode {
+    eprintln!("error: {}", e.chain());
+    ExitCode::from(if e.kind() == ErrorKind::Config { 2 } else { 1 })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::CheckConfig { path }) = &cli.command {
+        return match Config::load(path) {
+            Ok(_) => {
+                println!("{}: configuration is valid", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(p) => {
+                print!("{}: {p}", path.display());
+                ExitCode::from(2)
+            }
+        };
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        match cli.command {
+            Some(Command::Demo { http_port, rtsp_port, sim_port, data_dir }) => {
+                init_logging("info");
+                let token = shutdown_on_signals();
+                let opts = DemoOptions { http_port, rtsp_port, sim_port, data_dir };
+                match doorbell_bridge::demo::run(opts, token).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => exit_for(&e),
+                }
+            }
+            Some(Command::CheckConfig { .. }) => unreachable!("handled above"),
+            None => {
+                let (path, addon) = match &cli.config {
+                    Some(p) => (p.clone(), false),
+                    None if Path::new(OPTIONS_JSON).exists() => (PathBuf::from(OPTIONS_JSON), true),
+                    None => {
+                        eprintln!(
+                            "error: no configuration: give --config PATH (YAML), or run as the Home Assistant add-on \
+                             (which provides {OPTIONS_JSON}). Try `doorbell-bridge demo` to see it work."
+                        );
+                        return ExitCode::from(2);
+                    }
+                };
+                let cfg = match load(&path) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                init_logging(&cfg.log_level);
+                let data_dir = cfg.data_dir.clone().unwrap_or_else(|| {
+                    if addon {
+                        PathBuf::from("/data")
+                    } else {
+                        path.parent().unwrap_or(Path::new(".")).join("data")
+                    }
+                });
+                let token = shutdown_on_signals();
+                let app = match doorbell_bridge::App::build(cfg, data_dir).await {
+                    Ok(a) => a,
+                    Err(e) => return exit_for(&e),
+                };
+                tracing::info!("HTTP API on http://{}", app.http_addr());
+                match app.run(token).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => exit_for(&e),
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,221 @@
+//! The simulated doorbell: what `demo` and the tests run against. It is shaped after the real
+//! device's replies (see the test vectors), serves only on loopback, and can be driven over HTTP:
+//! `POST /sim/ring`, `POST /sim/motion?sensor=pir|video|field&state=on|off`, `POST /sim/reboot`,
+//! `GET /sim/status`.
+
+pub mod image;
+pub mod shelly;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub bind: IpAddr,
+    /// ONVIF, snapshot and `/sim/*` controls. 0 = any free port.
+    pub http_port: u16,
+    pub rtsp_port: u16,
+    pub username: String,
+    pub password: String,
+    /// The simulated Shelly Uni's CoIoT id.
+    pub shelly_id: String,
+    /// Where the simulated Shelly sends CoIoT status (the bridge's unicast port).
+    pub coiot_target: Option<SocketAddr>,
+    /// Period of the Shelly's repeated status.
+    pub coiot_period: Duration,
+    /// How long the doorbell drives the chime input per press.
+    pub chime: Duration,
+    /// How long `/sim/reboot` keeps the doorbell away.
+    pub reboot_time: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            http_port: 0,
+            rtsp_port: 0,
+            username: "admin".into(),
+            password: "ABCDEF".into(),
+            shelly_id: "SHUNI-1#C45BBE6B9A12#2".into(),
+            coiot_target: None,
+            coiot_period: Duration::from_secs(15),
+            chime: Duration::from_millis(400),
+            reboot_time: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Counters and switches shared by the simulator's parts; tests read them.
+#[derive(Default)]
+pub struct SimState {
+    /// RTSP sessions open on the simulated doorbell right now.
+    pub rtsp_sessions: AtomicUsize,
+    /// Most sessions ever open at once.
+    pub rtsp_sessions_peak: AtomicUsize,
+    pub snapshot_requests: AtomicU64,
+    pub rings: AtomicU64,
+    pub coiot_sent: AtomicU64,
+    /// False while rebooting: every server refuses.
+    pub online: AtomicBool,
+    pub reboots: AtomicU64,
+    pub coiot_target: Mutex<Option<SocketAddr>>,
+    pub motion: Mutex<std::collections::BTreeMap<String, bool>>,
+}
+
+pub struct Sim {
+    pub http_addr: SocketAddr,
+    pub state: Arc<SimState>,
+    pub opts: SimOptions,
+    presses: tokio::sync::mpsc::UnboundedSender<shelly::Cmd>,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+struct Ctx {
+    state: Arc<SimState>,
+    opts: SimOptions,
+    presses: tokio::sync::mpsc::UnboundedSender<shelly::Cmd>,
+    shutdown: CancellationToken,
+}
+
+impl Sim {
+    pub async fn start(opts: SimOptions) -> std::io::Result<Sim> {
+        let state = Arc::new(SimState { online: AtomicBool::new(true), ..Default::default() });
+        *state.coiot_target.lock().unwrap() = opts.coiot_target;
+        let shutdown = CancellationToken::new();
+        let (ptx, prx) = tokio::sync::mpsc::unbounded_channel();
+        let listener = TcpListener::bind(SocketAddr::new(opts.bind, opts.http_port)).await?;
+        let http_addr = listener.local_addr()?;
+        let ctx = Ctx { state: state.clone(), opts: opts.clone(), presses: ptx.clone(), shutdown: shutdown.clone() };
+        let app = router(ctx);
+        let sd = shutdown.clone();
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(sd.cancelled_owned()).await;
+        }));
+        let sock = tokio::net::UdpSocket::bind(SocketAddr::new(opts.bind, 0)).await?;
+        tasks.push(tokio::spawn(shelly::run(opts.clone(), state.clone(), sock, prx, shutdown.clone())));
+        Ok(Sim { http_addr, state, opts, presses: ptx, shutdown, tasks })
+    }
+
+    pub fn set_coiot_target(&self, target: SocketAddr) {
+        *self.state.coiot_target.lock().unwrap() = Some(target);
+        // A real Shelly sends its status as soon as a peer is set: the bridge gets its baseline.
+        let _ = self.presses.send(shelly::Cmd::Announce);
+    }
+
+    /// A press of the button, as `POST /sim/ring` does.
+    pub fn ring(&self) {
+        self.state.rings.fetch_add(1, Ordering::SeqCst);
+        let _ = self.presses.send(shelly::Cmd::Press);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn router(ctx: Ctx) -> Router {
+    Router::new()
+        .route("/onvif/snapshot.jpg", get(snapshot))
+        .route("/sim/ring", post(sim_ring))
+        .route("/sim/motion", post(sim_motion))
+        .route("/sim/reboot", post(sim_reboot))
+        .route("/sim/status", get(sim_status))
+        .with_state(ctx)
+}
+
+fn basic_ok(ctx: &Ctx, headers: &HeaderMap) -> bool {
+    let want = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ctx.opts.username, ctx.opts.password));
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .is_some_and(|v| v.trim() == want)
+}
+
+async fn snapshot(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    if !ctx.state.online.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    ctx.state.snapshot_requests.fetch_add(1, Ordering::SeqCst);
+    if !basic_ok(&ctx, &headers) {
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"DS-HD1\"")], "").into_response();
+    }
+    ([(header::CONTENT_TYPE, "image/jpeg")], image::snapshot_jpeg()).into_response()
+}
+
+async fn sim_ring(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
+    let n = ctx.state.rings.fetch_add(1, Ordering::SeqCst) + 1;
+    let _ = ctx.presses.send(shelly::Cmd::Press);
+    Json(json!({"result": "pressed", "presses": n}))
+}
+
+#[derive(Deserialize)]
+struct MotionQuery {
+    sensor: String,
+    state: String,
+}
+
+async fn sim_motion(State(ctx): State<Ctx>, Query(q): Query<MotionQuery>) -> Response {
+    let sensor = match q.sensor.as_str() {
+        "pir" | "video" | "field" => q.sensor.clone(),
+        _ => return (StatusCode::BAD_REQUEST, Json(json!({"error": "sensor must be pir, video or field"}))).into_response(),
+    };
+    let on = match q.state.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => return (StatusCode::BAD_REQUEST, Json(json!({"error": "state must be on or off"}))).into_response(),
+    };
+    ctx.state.motion.lock().unwrap().insert(sensor.clone(), on);
+    Json(json!({"sensor": sensor, "state": on})).into_response()
+}
+
+async fn sim_reboot(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
+    ctx.state.reboots.fetch_add(1, Ordering::SeqCst);
+    ctx.state.online.store(false, Ordering::SeqCst);
+    let state = ctx.state.clone();
+    let wait = ctx.opts.reboot_time;
+    let sd = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! { _ = tokio::time::sleep(wait) => {}, _ = sd.cancelled() => {} }
+        state.online.store(true, Ordering::SeqCst);
+    });
+    Json(json!({"result": "rebooting", "seconds": wait.as_secs_f64()}))
+}
+
+async fn sim_status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
+    let s = &ctx.state;
+    Json(json!({
+        "online": s.online.load(Ordering::SeqCst),
+        "rtsp_sessions": s.rtsp_sessions.load(Ordering::SeqCst),
+        "rtsp_sessions_peak": s.rtsp_sessions_peak.load(Ordering::SeqCst),
+        "snapshot_requests": s.snapshot_requests.load(Ordering::SeqCst),
+        "presses": s.rings.load(Ordering::SeqCst),
+        "coiot_sent": s.coiot_sent.load(Ordering::SeqCst),
+        "reboots": s.reboots.load(Ordering::SeqCst),
+        "motion": *s.motion.lock().unwrap(),
+    }))
+}
