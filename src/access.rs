@@ -69,7 +69,8 @@ impl Access {
                 path.display()
             );
         }
-        let api_token = cfg.server.api_token.clone().unwrap_or_else(|| Secret::new(stored.api_token.unwrap_or_default()));
+        let api_token =
+            cfg.server.api_token.clone().unwrap_or_else(|| Secret::new(stored.api_token.unwrap_or_default()));
         let (rtsp_username, rtsp_password) = match (&cfg.server.rtsp_username, &cfg.server.rtsp_password) {
             (Some(u), Some(p)) => (u.clone(), p.clone()),
             _ => (

@@ -196,9 +196,7 @@ fn default_linger() -> u64 {
     30
 }
 
-fn streams_map_or_list<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, StreamConfig>, D::Error> {
+fn streams_map_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, StreamConfig>, D::Error> {
     match StreamsRepr::deserialize(d).map_err(|_| {
         serde::de::Error::custom(
             "expected a map of name -> {path, on_demand, linger_secs} or a list of {name, path, on_demand, linger_secs}",
@@ -459,10 +457,9 @@ impl Config {
         if self.doorbell.username.is_empty() {
             bad("doorbell.username", "must not be empty");
         }
-        for (path, port) in [
-            ("doorbell.rtsp_port", self.doorbell.rtsp_port),
-            ("doorbell.http_port", self.doorbell.http_port),
-        ] {
+        for (path, port) in
+            [("doorbell.rtsp_port", self.doorbell.rtsp_port), ("doorbell.http_port", self.doorbell.http_port)]
+        {
             if port == 0 {
                 bad(path, "must be a port number from 1 to 65535");
             }

@@ -79,7 +79,10 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<()> {
     println!("    reboot            curl -X POST {}/sim/reboot", sim.url());
     println!("    its state         curl {}/sim/status", sim.url());
     println!();
-    println!("  Loopback clients need no credentials; others use the ones in {}", app.access.credentials_path.display());
+    println!(
+        "  Loopback clients need no credentials; others use the ones in {}",
+        app.access.credentials_path.display()
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let res = app.run(shutdown).await;

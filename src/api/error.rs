@@ -23,8 +23,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 pub fn json_error(status: StatusCode, error: &str, detail: &str) -> Response {
     let mut resp = (status, Json(json!({"error": error, "detail": detail}))).into_response();
     if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut()
-            .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        resp.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
     }
     resp
 }

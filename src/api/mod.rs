@@ -130,8 +130,9 @@ async fn reboot(State(st): State<ApiState>) -> Response {
             Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({"result": "rebooting"}))).into_response(),
             Err(e) => e.into_response(),
         },
-        None => Error::new(ErrorKind::Unavailable, "ONVIF is disabled, so the doorbell cannot be rebooted")
-            .into_response(),
+        None => {
+            Error::new(ErrorKind::Unavailable, "ONVIF is disabled, so the doorbell cannot be rebooted").into_response()
+        }
     }
 }
 

@@ -46,14 +46,7 @@ pub fn stream(
         _ => (now_id, Vec::new()),
     };
     let first = SseEvent::default().id(state_id.to_string()).event("state").data(status.to_string());
-    let cursor = Cursor {
-        bus,
-        backlog: backlog.into(),
-        rx: sub.rx,
-        last_sent: state_id,
-        first: Some(first),
-        shutdown,
-    };
+    let cursor = Cursor { bus, backlog: backlog.into(), rx: sub.rx, last_sent: state_id, first: Some(first), shutdown };
     let s = futures::stream::unfold(cursor, |mut c| async move {
         if let Some(first) = c.first.take() {
             return Some((Ok(first), c));

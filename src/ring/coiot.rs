@@ -125,11 +125,7 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, CoiotError> {
         let value = &buf[pos..end];
         pos = end;
         match number {
-            OPT_URI_PATH => {
-                if uri_path.len() < 8 {
-                    uri_path.push(value);
-                }
-            }
+            OPT_URI_PATH if uri_path.len() < 8 => uri_path.push(value),
             OPT_DEVICE_ID => {
                 device_id = Some(std::str::from_utf8(value).map_err(|_| CoiotError::MissingDeviceId)?);
             }

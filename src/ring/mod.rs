@@ -50,7 +50,11 @@ pub async fn bind_coiot(cfg: &Config) -> crate::error::Result<Vec<UdpSocket>> {
     if let Some(port) = cfg.coiot.unicast_port {
         let ip: IpAddr = cfg.coiot.unicast_bind.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let s = UdpSocket::bind(SocketAddr::new(ip, port)).await.map_err(|e| {
-            crate::error::Error::wrap(crate::error::ErrorKind::Io, format!("cannot listen for CoIoT on UDP port {port}"), e)
+            crate::error::Error::wrap(
+                crate::error::ErrorKind::Io,
+                format!("cannot listen for CoIoT on UDP port {port}"),
+                e,
+            )
         })?;
         out.push(s);
     }

@@ -182,7 +182,10 @@ struct MotionQuery {
 async fn sim_motion(State(ctx): State<Ctx>, Query(q): Query<MotionQuery>) -> Response {
     let sensor = match q.sensor.as_str() {
         "pir" | "video" | "field" => q.sensor.clone(),
-        _ => return (StatusCode::BAD_REQUEST, Json(json!({"error": "sensor must be pir, video or field"}))).into_response(),
+        _ => {
+            return (StatusCode::BAD_REQUEST, Json(json!({"error": "sensor must be pir, video or field"})))
+                .into_response()
+        }
     };
     let on = match q.state.as_str() {
         "on" => true,

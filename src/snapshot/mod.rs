@@ -46,9 +46,10 @@ pub struct Snapshots {
 
 impl Snapshots {
     pub fn new(cfg: &Config) -> Snapshots {
-        let url = cfg.snapshot.url.clone().unwrap_or_else(|| {
-            format!("http://{}:{}/onvif/snapshot.jpg", cfg.doorbell.host, cfg.doorbell.http_port)
-        });
+        let url =
+            cfg.snapshot.url.clone().unwrap_or_else(|| {
+                format!("http://{}:{}/onvif/snapshot.jpg", cfg.doorbell.host, cfg.doorbell.http_port)
+            });
         Snapshots {
             url,
             username: cfg.doorbell.username.clone(),
@@ -117,7 +118,10 @@ impl Snapshots {
             .await
             .map_err(|e| Error::new(ErrorKind::Upstream, format!("snapshot fetch failed: {}", e.without_url())))?;
         if !resp.status().is_success() {
-            return Err(Error::new(ErrorKind::Upstream, format!("doorbell answered {} to the snapshot request", resp.status())));
+            return Err(Error::new(
+                ErrorKind::Upstream,
+                format!("doorbell answered {} to the snapshot request", resp.status()),
+            ));
         }
         let bytes = resp
             .bytes()
