@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod events;
+pub mod media;
 pub mod ring;
 pub mod sim;
 pub mod snapshot;

@@ -42,6 +42,7 @@ pub struct Snapshots {
     fetch_lock: tokio::sync::Mutex<()>,
     fetches: std::sync::atomic::AtomicU64,
     failures: std::sync::atomic::AtomicU64,
+    keyframes: std::sync::OnceLock<std::sync::Arc<dyn crate::media::KeyframeSource>>,
 }
 
 impl Snapshots {
@@ -64,7 +65,13 @@ impl Snapshots {
             fetch_lock: tokio::sync::Mutex::new(()),
             fetches: Default::default(),
             failures: Default::default(),
+            keyframes: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The RTSP hub, for pictures made from its cached keyframe.
+    pub fn set_keyframe_source(&self, src: std::sync::Arc<dyn crate::media::KeyframeSource>) {
+        let _ = self.keyframes.set(src);
     }
 
     fn cached(&self) -> Option<(Image, bool)> {
