@@ -13,6 +13,7 @@ pub mod media;
 pub mod ring;
 pub mod sim;
 pub mod snapshot;
+pub mod supervisor;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -8,9 +8,10 @@ use tracing_subscriber::EnvFilter;
 use doorbell_bridge::config::Config;
 use doorbell_bridge::demo::DemoOptions;
 use doorbell_bridge::error::ErrorKind;
+use doorbell_bridge::supervisor;
 
-/// Where the Home Assistant Supervisor puts the add-on's options.
-const OPTIONS_JSON: &str = "/data/options.json";
+/// The add-on's options file, in the add-on data directory (`/data`).
+const OPTIONS_FILE: &str = "options.json";
 
 #[derive(Parser)]
 #[command(name = "doorbell-bridge", version, about = "Local bridge for the EZVIZ DB1 / Hikvision DS-HD1 doorbell")]
@@ -38,6 +39,8 @@ enum Command {
     },
     /// Validate a configuration file: exit 0, or print every problem and exit 2.
     CheckConfig { path: PathBuf },
+    /// Exit 0 when the bridge's /healthz answers (the container's HEALTHCHECK).
+    Healthcheck,
 }
 
 fn init_logging(level: &str) {
@@ -82,6 +85,51 @@ fn exit_for(e: &doorbell_bridge::error::Error) -> ExitCode {
     ExitCode::from(if e.kind() == ErrorKind::Config { 2 } else { 1 })
 }
 
+fn addon_options() -> PathBuf {
+    supervisor::addon_data_dir().join(OPTIONS_FILE)
+}
+
+/// The configuration file and whether it is the add-on's options.
+fn config_path(given: Option<&Path>) -> Option<(PathBuf, bool)> {
+    match given {
+        Some(p) => Some((p.to_path_buf(), false)),
+        None => {
+            let p = addon_options();
+            p.exists().then_some((p, true))
+        }
+    }
+}
+
+/// GET /healthz on the bridge's own HTTP port, read from the same configuration it runs with.
+async fn healthcheck(given: Option<&Path>) -> ExitCode {
+    let Some((path, _)) = config_path(given) else {
+        eprintln!("healthcheck: no configuration");
+        return ExitCode::from(2);
+    };
+    let cfg = match load(&path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let host = supervisor::advertised_host(&cfg.server.bind);
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let url = format!("http://{host}:{}/healthz", cfg.server.http_port);
+    let client = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build() {
+        Ok(c) => c,
+        Err(_) => return ExitCode::from(1),
+    };
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("healthcheck: {url} answered {}", r.status());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("healthcheck: {url}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::CheckConfig { path }) = &cli.command {
@@ -105,6 +153,7 @@ fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match cli.command {
+            Some(Command::Healthcheck) => healthcheck(cli.config.as_deref()).await,
             Some(Command::Demo { http_port, rtsp_port, sim_port, data_dir }) => {
                 init_logging("info");
                 let token = shutdown_on_signals();
@@ -116,35 +165,51 @@ fn main() -> ExitCode {
             }
             Some(Command::CheckConfig { .. }) => unreachable!("handled above"),
             None => {
-                let (path, addon) = match &cli.config {
-                    Some(p) => (p.clone(), false),
-                    None if Path::new(OPTIONS_JSON).exists() => (PathBuf::from(OPTIONS_JSON), true),
-                    None => {
-                        eprintln!(
-                            "error: no configuration: give --config PATH (YAML), or run as the Home Assistant add-on \
-                             (which provides {OPTIONS_JSON}). Try `doorbell-bridge demo` to see it work."
-                        );
-                        return ExitCode::from(2);
-                    }
+                let Some((path, addon)) = config_path(cli.config.as_deref()) else {
+                    eprintln!(
+                        "error: no configuration: give --config PATH (YAML), or run as the Home Assistant add-on \
+                         (which provides {}). Try `doorbell-bridge demo` to see it work.",
+                        addon_options().display()
+                    );
+                    return ExitCode::from(2);
                 };
-                let cfg = match load(&path) {
+                let mut cfg = match load(&path) {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
                 init_logging(&cfg.log_level);
                 let data_dir = cfg.data_dir.clone().unwrap_or_else(|| {
                     if addon {
-                        PathBuf::from("/data")
+                        supervisor::addon_data_dir()
                     } else {
                         path.parent().unwrap_or(Path::new(".")).join("data")
                     }
                 });
+                let sup = supervisor::Supervisor::from_env();
+                if let Some(sup) = &sup {
+                    supervisor::prepare(sup, &mut cfg).await;
+                }
                 let token = shutdown_on_signals();
                 let app = match doorbell_bridge::App::build(cfg, data_dir).await {
                     Ok(a) => a,
                     Err(e) => return exit_for(&e),
                 };
                 tracing::info!("HTTP API on http://{}", app.http_addr());
+                if let Some(sup) = sup {
+                    let host = supervisor::advertised_host(&app.config.server.bind);
+                    let payload = supervisor::discovery_payload(
+                        &host,
+                        app.http_addr().port(),
+                        app.config.server.rtsp_port,
+                        &app.access,
+                    );
+                    tracing::info!(
+                        "generated credentials, if any, are in {} (shown in the add-on docs)",
+                        app.access.credentials_path.display()
+                    );
+                    let t = token.clone();
+                    tokio::spawn(async move { sup.announce_with_retry(payload, t).await });
+                }
                 match app.run(token).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => exit_for(&e),

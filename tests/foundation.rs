@@ -115,11 +115,8 @@ impl SseClient {
 fn check_config_reports_every_problem_and_hides_the_password() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bridge.yaml");
-    std::fs::write(
-        &path,
-        "doorbell:\n  password: QWERTY\n  rtsp_port: not-a-port\nserver:\n  http_prot: 8565\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "doorbell:\n  password: QWERTY\n  rtsp_port: not-a-port\nserver:\n  http_prot: 8565\n")
+        .unwrap();
     let out = Command::new(BIN).arg("check-config").arg(&path).output().unwrap();
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(2), "{all}");
