@@ -558,10 +558,7 @@ async fn discovery_is_posted_once_per_start_with_the_same_token() {
         assert_eq!(c["port"], http_port);
         assert_eq!(c["rtsp_port"], rtsp_port);
         let keys: BTreeSet<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            BTreeSet::from(["host", "port", "rtsp_port", "api_token", "rtsp_username", "rtsp_password"])
-        );
+        assert_eq!(keys, BTreeSet::from(["host", "port", "rtsp_port", "api_token", "rtsp_username", "rtsp_password"]));
         assert!(c["api_token"].as_str().unwrap().len() >= 32);
         assert_eq!(c["rtsp_username"], "viewer");
         // Secrets go to the Supervisor, never to the log.
@@ -573,8 +570,7 @@ async fn discovery_is_posted_once_per_start_with_the_same_token() {
     }
     assert_eq!(payloads[0]["api_token"], payloads[1]["api_token"], "the token survives a restart");
     assert_eq!(payloads[0]["rtsp_password"], payloads[1]["rtsp_password"]);
-    let stored: Value =
-        serde_json::from_slice(&std::fs::read(env.data().join("credentials.json")).unwrap()).unwrap();
+    let stored: Value = serde_json::from_slice(&std::fs::read(env.data().join("credentials.json")).unwrap()).unwrap();
     assert_eq!(stored["api_token"], payloads[0]["api_token"], "the token is kept in the data directory");
 }
 
