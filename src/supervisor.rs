@@ -355,6 +355,13 @@ pub async fn prepare(sup: &Supervisor, cfg: &mut Config) {
                     svc.port,
                     svc.username.as_deref().unwrap_or("none")
                 );
+                let mut svc = svc;
+                if !resolves(&svc.host, svc.port).await {
+                    // Add-ons on the host network may not resolve the broker add-on's name
+                    // (core-mosquitto); the Mosquitto add-on publishes its port on the host.
+                    tracing::info!("MQTT: {} does not resolve here, using 127.0.0.1:{}", svc.host, svc.port);
+                    svc.host = "127.0.0.1".into();
+                }
                 apply_mqtt(cfg, &svc);
             }
             Ok(None) => tracing::info!(
@@ -371,6 +378,15 @@ pub async fn prepare(sup: &Supervisor, cfg: &mut Config) {
             Ok(outcome) => report_install(sup, &outcome, &dst).await,
             Err(e) => tracing::error!("cannot install the Home Assistant integration: {}", e.chain()),
         }
+    }
+}
+
+/// Whether a host name resolves, within a short time (a broken resolver must not stall the start).
+async fn resolves(host: &str, port: u16) -> bool {
+    let lookup = tokio::net::lookup_host((host, port));
+    match tokio::time::timeout(Duration::from_secs(3), lookup).await {
+        Ok(Ok(mut addrs)) => addrs.next().is_some(),
+        _ => false,
     }
 }
 
