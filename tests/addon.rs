@@ -139,6 +139,18 @@ fn repository_yaml_and_add_on_files_are_there() {
     assert!(apparmor.contains("profile doorbell_bridge"), "the AppArmor profile is named after the slug");
 }
 
+/// The profile the Supervisor loads must parse, or the add-on does not start on AppArmor hosts.
+#[test]
+fn apparmor_profile_parses() {
+    let out = Command::new("apparmor_parser")
+        .args(["--skip-kernel-load", "--skip-cache"])
+        .arg(root().join("addon/apparmor.txt"))
+        .output();
+    let out =
+        out.unwrap_or_else(|e| panic!("apparmor_parser (Debian package apparmor; scripts/test installs it): {e}"));
+    assert!(out.status.success(), "addon/apparmor.txt does not parse:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Options: config.yaml, translations and the bridge's configuration name the same keys
 
