@@ -363,3 +363,61 @@ async fn hostile_requests_get_a_clear_4xx_and_nothing_breaks() {
     r.shutdown.cancel();
     r.task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn connection_cap_makes_extra_clients_wait_their_turn() {
+    let r = start(|c| c.server.max_http_connections = 1).await;
+    let mut sse = SseClient::connect(r.http, None).await;
+    assert_eq!(sse.next(Duration::from_secs(2)).await.unwrap().event, "state");
+    let url = format!("http://{}/healthz", r.http);
+    let second = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the cap of one connection is held by the event stream");
+    drop(sse);
+    let status = tokio::time::timeout(Duration::from_secs(5), second).await.unwrap().unwrap().unwrap();
+    assert_eq!(status, 200);
+    r.shutdown.cancel();
+    r.task.await.unwrap().unwrap();
+}
+
+#[test]
+fn demo_prints_its_urls_and_stops_cleanly_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--http-port", "0", "--rtsp-port", "0", "--sim-port", "0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut status_url = None;
+    let mut ring_cmd = None;
+    for _ in 0..40 {
+        let Some(Ok(line)) = lines.next() else { break };
+        if line.contains("/sim/ring") {
+            ring_cmd = Some(line.clone());
+        }
+        if let Some(u) = line.split_whitespace().find(|w| w.ends_with("/api/status")) {
+            status_url = Some(u.to_string());
+        }
+        if line.contains("credentials") {
+            break;
+        }
+    }
+    let status_url = status_url.expect("status URL printed");
+    assert!(ring_cmd.is_some(), "the simulator's ring control is printed");
+    let body: serde_json::Value = reqwest::blocking::get(&status_url).unwrap().json().unwrap();
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "demo did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+}
