@@ -455,6 +455,23 @@ mod tests {
         assert!(parse_reply(200, b"<html>").is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn replies_never_panic(status in 100u16..600, body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_reply(status, &body);
+        }
+
+        #[test]
+        fn version_order_is_antisymmetric(a in "[0-9a-z.+-]{0,16}", b in "[0-9a-z.+-]{0,16}") {
+            let ab = compare_versions(&a, &b);
+            let ba = compare_versions(&b, &a);
+            proptest::prop_assert_eq!(ab, ba.map(Ordering::reverse));
+            if !a.trim().is_empty() {
+                proptest::prop_assert_eq!(compare_versions(&a, &a), Some(Ordering::Equal));
+            }
+        }
+    }
+
     #[test]
     fn advertised_host_is_loopback_for_any_address() {
         assert_eq!(advertised_host("0.0.0.0"), "127.0.0.1");
