@@ -204,7 +204,8 @@ fn main() -> ExitCode {
                         &app.access,
                     );
                     tracing::info!(
-                        "generated credentials, if any, are in {} (shown in the add-on docs)",
+                        "credentials the bridge generated (API token, RTSP login) are kept in {}; Home Assistant \
+                         receives them by discovery, other viewers need the ones you set in the options",
                         app.access.credentials_path.display()
                     );
                     let t = token.clone();
