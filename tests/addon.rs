@@ -91,6 +91,8 @@ fn config_yaml_passes_the_schema_and_the_linter_rules() {
     assert_eq!(cfg["version"], version, "addon/config.yaml version must equal Cargo.toml's");
     let changelog = std::fs::read_to_string(root().join("addon/CHANGELOG.md")).unwrap();
     assert!(changelog.contains(&format!("## {version}")), "CHANGELOG.md has no entry for {version}");
+    let docker = std::fs::read_to_string(root().join("addon/Dockerfile")).unwrap();
+    assert!(docker.contains(&format!("ARG BUILD_VERSION={version}\n")), "the Dockerfile's default version");
 }
 
 /// The Supervisor finds add-ons by their `config.yaml`: any other file of that name would be
