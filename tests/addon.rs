@@ -352,6 +352,8 @@ struct StandIn {
     calls: Arc<Mutex<Vec<Call>>>,
     /// `data` of `GET /services/mqtt`; `None` answers as the Supervisor does without a broker.
     mqtt: Option<Value>,
+    /// Discovery posts answered 503 before the Supervisor "comes up".
+    discovery_failures: Arc<Mutex<u32>>,
 }
 
 impl StandIn {
@@ -379,6 +381,12 @@ async fn stand_in_handler(
     }
     match (method.as_str(), path.as_str()) {
         ("POST", "/discovery") => {
+            let mut left = s.discovery_failures.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"result": "error", "message": "starting"})))
+                    .into_response();
+            }
             Json(json!({"result": "ok", "data": {"uuid": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}})).into_response()
         }
         ("GET", "/services/mqtt") => match &s.mqtt {
@@ -393,7 +401,7 @@ async fn stand_in_handler(
 }
 
 async fn start_stand_in(mqtt: Option<Value>) -> (StandIn, SocketAddr) {
-    let state = StandIn { calls: Arc::new(Mutex::new(Vec::new())), mqtt };
+    let state = StandIn { calls: Arc::new(Mutex::new(Vec::new())), mqtt, discovery_failures: Default::default() };
     let app = axum::Router::new().fallback(stand_in_handler).with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -582,6 +590,23 @@ async fn discovery_is_posted_once_per_start_with_the_same_token() {
     assert_eq!(payloads[0]["rtsp_password"], payloads[1]["rtsp_password"]);
     let stored: Value = serde_json::from_slice(&std::fs::read(env.data().join("credentials.json")).unwrap()).unwrap();
     assert_eq!(stored["api_token"], payloads[0]["api_token"], "the token is kept in the data directory");
+}
+
+#[tokio::test]
+async fn discovery_is_retried_until_the_supervisor_takes_it() {
+    let (standin, addr) = start_stand_in(None).await;
+    *standin.discovery_failures.lock().unwrap() = 1;
+    let env = Env::new(addr);
+    env.write_options(&options(free_port()));
+    let bridge = env.start();
+    bridge.wait_log("discovery not sent, retrying").await;
+    bridge.wait_log("announced to Home Assistant").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = bridge.stop().await;
+    assert!(log.contains("starting"), "the Supervisor's reason is logged:\n{log}");
+    let posts = standin.calls_to("/discovery");
+    assert_eq!(posts.len(), 2, "one refused, one taken, no more");
+    assert_eq!(posts[0].body, posts[1].body);
 }
 
 /// A real Mosquitto with a password file, on a free loopback port.
