@@ -296,6 +296,9 @@ pub struct MqttConfig {
     pub generic_payload: Option<String>,
     /// ...or a JSON field (dotted path) and the value that means "pressed".
     pub generic_json_field: Option<String>,
+    /// The payload (or JSON field value) that means "released". Unset with a plain payload: every
+    /// pressed payload is a press of its own (DNS-based detectors, `{action:"pressed"}`).
+    pub generic_off_payload: Option<String>,
 }
 
 impl Default for MqttConfig {
@@ -313,6 +316,7 @@ impl Default for MqttConfig {
             generic_topic: None,
             generic_payload: None,
             generic_json_field: None,
+            generic_off_payload: None,
         }
     }
 }
@@ -521,6 +525,9 @@ impl Config {
             && self.mqtt.generic_json_field.is_none()
         {
             bad("mqtt.generic_payload", "set generic_payload or generic_json_field with generic_topic");
+        }
+        if self.mqtt.generic_json_field.is_some() && self.mqtt.generic_payload.is_none() {
+            bad("mqtt.generic_payload", "the value of generic_json_field that means pressed, e.g. ON or false");
         }
         if self.snapshot.timeout_secs == 0 {
             bad("snapshot.timeout_secs", "must be at least 1");
