@@ -3,6 +3,7 @@
 
 pub mod coiot;
 pub mod detector;
+pub mod dns;
 pub mod shelly_mqtt;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

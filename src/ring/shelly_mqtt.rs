@@ -198,6 +198,15 @@ impl MqttSources {
     }
 }
 
+/// A Gen1 announce (`shellies/announce`): the device's id and model, for discovery. Never a ring.
+pub fn announce(topic: &str, payload: &[u8]) -> Option<(String, String)> {
+    if topic != "shellies/announce" || payload.len() > MAX_PAYLOAD {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(payload).ok()?;
+    Some((v.get("id")?.as_str()?.to_string(), v.get("model")?.as_str()?.to_string()))
+}
+
 fn parse_bool_word(s: &str) -> Option<bool> {
     match s {
         "true" | "1" | "online" => Some(true),
