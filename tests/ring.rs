@@ -347,7 +347,6 @@ fn base_config(data_dir: &Path) -> Config {
 struct Running {
     bus: Arc<Bus>,
     coiot: Option<SocketAddr>,
-    http: SocketAddr,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -358,13 +357,13 @@ async fn start(f: impl FnOnce(&mut Config)) -> Running {
     let mut cfg = base_config(dir.path());
     f(&mut cfg);
     let app = App::build(cfg, dir.path().to_path_buf()).await.unwrap();
-    let (bus, coiot, http) = (app.bus.clone(), app.coiot_addr(), app.http_addr());
+    let (bus, coiot) = (app.bus.clone(), app.coiot_addr());
     let shutdown = CancellationToken::new();
     let sd = shutdown.clone();
     let task = tokio::spawn(async move {
         app.run(sd).await.unwrap();
     });
-    Running { bus, coiot, http, shutdown, task, _dir: dir }
+    Running { bus, coiot, shutdown, task, _dir: dir }
 }
 
 impl Running {
@@ -657,5 +656,49 @@ async fn mosquitto_gen1_gen2_generic_ring_once_per_press_and_survive_a_broker_re
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "online");
+    r.stop().await;
+}
+
+/// The simulated Uni sends every press over CoIoT and MQTT at once: one ring per press.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_uni_over_coiot_and_mqtt_rings_once_per_press() {
+    use doorbell_bridge::sim::{Sim, SimOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), free_port());
+    let port = broker.port;
+    let r = start(|c| {
+        c.ring.min_gap_ms = 0;
+        c.mqtt.host = Some("127.0.0.1".into());
+        c.mqtt.port = port;
+        c.mqtt.shelly_gen1_id = Some("shellyuni-C45BBE6B9A12".into());
+    })
+    .await;
+    let bus = r.bus.clone();
+    let sim = Sim::start(SimOptions {
+        shelly_mqtt: Some(("127.0.0.1".into(), port)),
+        chime: Duration::from_millis(300),
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    sim.set_coiot_target(r.coiot.unwrap());
+    wait_until("both sources up", Duration::from_secs(10), || {
+        let s = bus.state().sources;
+        s.get("coiot") == Some(&true) && s.get("mqtt_broker") == Some(&true)
+    })
+    .await;
+    // Let the simulated Shelly's own MQTT connection come up.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for i in 1..=3 {
+        sim.ring();
+        wait_until("the ring", Duration::from_secs(5), || rings_total(&bus) == i).await;
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(rings_total(&bus), i, "press {i} rang twice");
+    }
+    let st = bus.status();
+    assert_eq!(st["last_ring"]["source"], "coiot", "{st}");
+    assert_eq!(st["sources"]["mqtt"], true, "the Shelly's MQTT side was heard: {st}");
+    assert_eq!(st["sensors"]["ring"], false);
+    sim.stop().await;
     r.stop().await;
 }
