@@ -328,13 +328,25 @@ pub struct RingConfig {
     pub min_gap_ms: u64,
     /// How long the `ring` sensor stays on when the input's release is never seen.
     pub pressed_max_secs: u64,
-    /// Optional "DNS method": ring when the doorbell looks up one of these names.
+    /// Optional "DNS method": ring when the doorbell looks up one of these names
+    /// (e.g. `alarm.eu.s3.amazonaws.com`, `alarm.use.s3.amazonaws.com`).
     pub dns_names: Vec<String>,
+    /// The DNS method's small forwarding resolver listens here (`IP:PORT`); point the doorbell's
+    /// DNS server at it (DHCP or the router). Off when unset.
+    pub dns_listen: Option<String>,
+    /// Where the resolver forwards every query (`IP:PORT`, e.g. the router `192.0.2.1:53`).
+    pub dns_upstream: Option<String>,
 }
 
 impl Default for RingConfig {
     fn default() -> Self {
-        RingConfig { min_gap_ms: 3000, pressed_max_secs: 10, dns_names: Vec::new() }
+        RingConfig {
+            min_gap_ms: 3000,
+            pressed_max_secs: 10,
+            dns_names: Vec::new(),
+            dns_listen: None,
+            dns_upstream: None,
+        }
     }
 }
 
@@ -528,6 +540,18 @@ impl Config {
         }
         if self.mqtt.generic_json_field.is_some() && self.mqtt.generic_payload.is_none() {
             bad("mqtt.generic_payload", "the value of generic_json_field that means pressed, e.g. ON or false");
+        }
+        if let Some(l) = &self.ring.dns_listen {
+            if l.parse::<std::net::SocketAddr>().is_err() {
+                bad("ring.dns_listen", "must be IP:PORT, e.g. 0.0.0.0:53");
+            }
+            match &self.ring.dns_upstream {
+                Some(u) if u.parse::<std::net::SocketAddr>().is_ok() => {}
+                _ => bad("ring.dns_upstream", "required with dns_listen: IP:PORT of the real DNS server"),
+            }
+            if self.ring.dns_names.is_empty() {
+                bad("ring.dns_names", "required with dns_listen: the names a press looks up");
+            }
         }
         if self.snapshot.timeout_secs == 0 {
             bad("snapshot.timeout_secs", "must be at least 1");

@@ -89,6 +89,9 @@ impl App {
         if config.mqtt.host.is_some() {
             tasks.spawn(mqtt::run(config.clone(), bus.clone(), observations.clone(), shutdown.clone()));
         }
+        if config.ring.dns_listen.is_some() {
+            tasks.spawn(ring::dns::run(config.clone(), observations.clone(), shutdown.clone()));
+        }
         drop(observations);
 
         let state = api::ApiState {

@@ -702,3 +702,51 @@ async fn simulated_uni_over_coiot_and_mqtt_rings_once_per_press() {
     sim.stop().await;
     r.stop().await;
 }
+
+/// The DNS method: a forwarding resolver; the doorbell looking up its upload host is a press.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_method_forwards_and_rings_on_the_doorbells_lookup() {
+    // The upstream: answers every query with its id and a marker.
+    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut b = [0u8; 512];
+        while let Ok((n, from)) = upstream.recv_from(&mut b).await {
+            let mut a = b[..n].to_vec();
+            a[2] |= 0x80;
+            a.extend_from_slice(b"answer");
+            let _ = upstream.send_to(&a, from).await;
+        }
+    });
+    let listen = {
+        let s = StdUdp::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let r = start(|c| {
+        c.coiot.enabled = false;
+        c.ring.min_gap_ms = 0;
+        c.ring.dns_names = vec!["alarm.eu.s3.amazonaws.com".into(), "alarm.use.s3.amazonaws.com".into()];
+        c.ring.dns_listen = Some(listen.to_string());
+        c.ring.dns_upstream = Some(up_addr.to_string());
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ask = |from: &str, name: &str| {
+        let s = StdUdp::bind(from).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let q = dns_hex(name);
+        s.send_to(&q, listen).unwrap();
+        let mut b = [0u8; 512];
+        let (n, _) = s.recv_from(&mut b).expect("the upstream's answer comes back");
+        assert_eq!(&b[..2], &q[..2], "same id");
+        assert!(b[..n].ends_with(b"answer"));
+    };
+    ask("127.0.0.1:0", "42_dns_query_litedev_A.dns.hex");
+    ask("127.0.0.2:0", "40_dns_query_alarm_eu_A.dns.hex");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rings_total(&r.bus), 0, "housekeeping lookups and other hosts never ring");
+    ask("127.0.0.1:0", "40_dns_query_alarm_eu_A.dns.hex");
+    wait_until("the DNS ring", Duration::from_secs(5), || rings_total(&r.bus) == 1).await;
+    assert_eq!(r.bus.status()["last_ring"]["source"], "dns");
+    r.stop().await;
+}

@@ -92,6 +92,9 @@ pub enum Output {
 pub const ECHO_WINDOW_MS: u64 = 2_000;
 /// A Gen2 push event this long after a seen rising edge belongs to that press (plus the hold time).
 pub const PUSH_WINDOW_MS: u64 = 3_000;
+/// A trigger from one source this soon after a ring from another is the same press (the DB1 looks
+/// up its upload host a moment after the chime).
+pub const TRIGGER_WINDOW_MS: u64 = 5_000;
 /// How long the `ring` sensor pulses for a press known without its level (late, trigger).
 pub const PULSE_MS: u64 = 1_000;
 /// A counter jump larger than this is reported as this many presses, not more: a device that
@@ -123,6 +126,8 @@ pub struct Detector {
     /// Rising edges not yet matched by a Gen2 push event.
     edges_since_push: u64,
     last_ring_ms: Option<u64>,
+    /// The last ring's time and source (min gap is source-blind; trigger echoes are not).
+    last_ring: Option<(u64, Source)>,
     /// The `ring` sensor: on since, and when it goes off by itself.
     sensor_on: bool,
     sensor_off_at: Option<u64>,
@@ -139,6 +144,7 @@ impl Detector {
             last_rise: None,
             edges_since_push: 0,
             last_ring_ms: None,
+            last_ring: None,
             sensor_on: false,
             sensor_off_at: None,
         }
@@ -183,7 +189,11 @@ impl Detector {
             }
         }
         if ob.trigger && !ob.retained {
-            self.late(now_ms, ob.source, "trigger", &mut out);
+            // A trigger (DNS lookup, "pressed") comes a while after the press another source saw.
+            let echo = self.last_ring.is_some_and(|(t, s)| s != ob.source && now_ms.saturating_sub(t) <= TRIGGER_WINDOW_MS);
+            if !echo {
+                self.late(now_ms, ob.source, "trigger", &mut out);
+            }
         }
         out
     }
@@ -292,6 +302,7 @@ impl Detector {
             }
         }
         self.last_ring_ms = Some(now_ms);
+        self.last_ring = Some((now_ms, source));
         out.push(Output::Ring { source, press: press.to_string(), late });
         true
     }
@@ -396,6 +407,16 @@ mod tests {
         let o = d.observe(50_000, &st(false, "S", 41, 1));
         assert!(o.contains(&Output::Online { source: Source::Coiot, online: true }));
         assert_eq!(rings(&o), 0);
+    }
+
+    #[test]
+    fn dns_trigger_after_a_coiot_edge_is_the_same_press() {
+        let mut d = Detector::new(0, 10_000);
+        d.observe(0, &st(false, "S", 41, 1));
+        assert_eq!(rings(&d.observe(10, &st(true, "S", 41, 2))), 1);
+        let dns = Observation { trigger: true, ..Observation::new(Source::Dns) };
+        assert_eq!(rings(&d.observe(1500, &dns)), 0);
+        assert_eq!(rings(&d.observe(20_000, &dns)), 1);
     }
 
     #[test]

@@ -97,6 +97,67 @@ pub fn parse_query(buf: &[u8]) -> Result<Query, DnsError> {
     Ok(Query { id, name, qtype: u16::from_be_bytes([q[0], q[1]]) })
 }
 
+/// Queries forwarded at once; more are dropped (the client retries).
+const MAX_IN_FLIGHT: usize = 64;
+/// How long the upstream may take to answer one query.
+const UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The forwarding resolver: every query goes to the upstream and its answer back, untouched; a query
+/// for a configured name from the doorbell's address is a press.
+pub async fn run(
+    cfg: crate::config::Config,
+    tx: super::ObservationTx,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use std::net::{IpAddr, SocketAddr};
+    use std::sync::Arc;
+    let (Some(listen), Some(upstream)) = (&cfg.ring.dns_listen, &cfg.ring.dns_upstream) else { return };
+    let (Ok(listen), Ok(upstream)) = (listen.parse::<SocketAddr>(), upstream.parse::<SocketAddr>()) else { return };
+    let doorbell: Option<IpAddr> = cfg.doorbell.host.parse().ok();
+    let sock = match tokio::net::UdpSocket::bind(listen).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::warn!("DNS method off: cannot listen on {listen}: {e}");
+            return;
+        }
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut buf = vec![0u8; MAX_QUERY + 1];
+    loop {
+        let (n, from) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = sock.recv_from(&mut buf) => match r { Ok(r) => r, Err(_) => continue },
+        };
+        let query = buf[..n].to_vec();
+        if let Ok(q) = parse_query(&query) {
+            if q.matches(&cfg.ring.dns_names) && doorbell.is_none_or(|d| d == from.ip()) {
+                tracing::debug!(name = q.name, "the doorbell looked up its upload host: a press");
+                let ob = super::detector::Observation {
+                    trigger: true,
+                    ..super::detector::Observation::new(super::detector::Source::Dns)
+                };
+                let _ = tx.try_send(ob);
+            }
+        }
+        let Ok(permit) = slots.clone().try_acquire_owned() else { continue };
+        let sock = sock.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let bind: SocketAddr = if upstream.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+            let Ok(up) = tokio::net::UdpSocket::bind(bind).await else { return };
+            if up.send_to(&query, upstream).await.is_err() {
+                return;
+            }
+            let mut answer = vec![0u8; 4096];
+            if let Ok(Ok((n, src))) = tokio::time::timeout(UPSTREAM_TIMEOUT, up.recv_from(&mut answer)).await {
+                if src == upstream {
+                    let _ = sock.send_to(&answer[..n], from).await;
+                }
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
