@@ -52,7 +52,13 @@ impl Shelly {
     /// Sends the next status to both listeners (or to neither: a lost datagram); returns the time.
     fn status(&mut self, level: bool, event: &str, lost: bool) -> u128 {
         self.serial = self.serial.wrapping_add(1);
-        let d = coiot::encode_status(self.serial, UNI, 380, self.serial, coiot::uni_payload(level, event, self.cnt).as_bytes());
+        let d = coiot::encode_status(
+            self.serial,
+            UNI,
+            380,
+            self.serial,
+            coiot::uni_payload(level, event, self.cnt).as_bytes(),
+        );
         let t = now_ns();
         if !lost {
             self.sock.send_to(&d, self.ha).unwrap();
@@ -163,9 +169,10 @@ async fn main() {
 
     // 2. First report, counted from the rising edge, with real chime times.
     let mut report = String::new();
-    for (label, hold, kind, n) in
-        [("mechanical chime (input high 300 ms)", Duration::from_millis(300), "S", 20), ("electronic chime (input held 3 s)", Duration::from_secs(3), "L", 5)]
-    {
+    for (label, hold, kind, n) in [
+        ("mechanical chime (input high 300 ms)", Duration::from_millis(300), "S", 20),
+        ("electronic chime (input held 3 s)", Duration::from_secs(3), "L", 5),
+    ] {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..n {
             let t = sh.status(true, "S", false);

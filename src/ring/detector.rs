@@ -179,7 +179,9 @@ impl Detector {
         if let Some(kind) = &ob.push {
             if !ob.retained {
                 let matched = self.edges_since_push > 0
-                    && self.last_rise.is_some_and(|(t, _)| now_ms.saturating_sub(t) <= self.pressed_max_ms + PUSH_WINDOW_MS);
+                    && self
+                        .last_rise
+                        .is_some_and(|(t, _)| now_ms.saturating_sub(t) <= self.pressed_max_ms + PUSH_WINDOW_MS);
                 if matched {
                     self.edges_since_push -= 1;
                 } else {
@@ -190,7 +192,8 @@ impl Detector {
         }
         if ob.trigger && !ob.retained {
             // A trigger (DNS lookup, "pressed") comes a while after the press another source saw.
-            let echo = self.last_ring.is_some_and(|(t, s)| s != ob.source && now_ms.saturating_sub(t) <= TRIGGER_WINDOW_MS);
+            let echo =
+                self.last_ring.is_some_and(|(t, s)| s != ob.source && now_ms.saturating_sub(t) <= TRIGGER_WINDOW_MS);
             if !echo {
                 self.late(now_ms, ob.source, "trigger", &mut out);
             }

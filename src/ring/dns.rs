@@ -104,11 +104,7 @@ const UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The forwarding resolver: every query goes to the upstream and its answer back, untouched; a query
 /// for a configured name from the doorbell's address is a press.
-pub async fn run(
-    cfg: crate::config::Config,
-    tx: super::ObservationTx,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
+pub async fn run(cfg: crate::config::Config, tx: super::ObservationTx, shutdown: tokio_util::sync::CancellationToken) {
     use std::net::{IpAddr, SocketAddr};
     use std::sync::Arc;
     let (Some(listen), Some(upstream)) = (&cfg.ring.dns_listen, &cfg.ring.dns_upstream) else { return };

@@ -127,7 +127,8 @@ impl StatusSource for CoiotStats {
             ("foreign", &self.foreign),
             ("weak_identity", &self.weak_identity),
         ] {
-            let _ = writeln!(out, "doorbell_bridge_coiot_datagrams_total{{result=\"{k}\"}} {}", v.load(Ordering::Relaxed));
+            let _ =
+                writeln!(out, "doorbell_bridge_coiot_datagrams_total{{result=\"{k}\"}} {}", v.load(Ordering::Relaxed));
         }
     }
 }
@@ -140,7 +141,12 @@ pub fn observation_channel() -> (ObservationTx, mpsc::Receiver<Observation>) {
 }
 
 /// Owns the detector: applies observations and the clock, sends rings and sensor edges to the bus.
-pub async fn run_detector(cfg: Config, mut rx: mpsc::Receiver<Observation>, sink: RingSink, shutdown: CancellationToken) {
+pub async fn run_detector(
+    cfg: Config,
+    mut rx: mpsc::Receiver<Observation>,
+    sink: RingSink,
+    shutdown: CancellationToken,
+) {
     let start = Instant::now();
     let mut det = Detector::new(cfg.ring.min_gap_ms, cfg.ring.pressed_max_secs.saturating_mul(1000));
     let mut tick = tokio::time::interval(TICK);
@@ -165,7 +171,10 @@ pub async fn run_detector(cfg: Config, mut rx: mpsc::Receiver<Observation>, sink
                 Output::Pressed(on) => sink.pressed(on),
                 Output::Online { source, online } => {
                     if !online {
-                        tracing::warn!(source = source.as_str(), "the chime sensor went quiet (nothing within its validity)");
+                        tracing::warn!(
+                            source = source.as_str(),
+                            "the chime sensor went quiet (nothing within its validity)"
+                        );
                     }
                     sink.bus.set_source(source.as_str(), online)
                 }

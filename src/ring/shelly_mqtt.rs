@@ -82,10 +82,8 @@ impl MqttSources {
         if payload.len() > MAX_PAYLOAD {
             return None;
         }
-        let mut ob = self
-            .gen1(topic, payload)
-            .or_else(|| self.gen2(topic, payload))
-            .or_else(|| self.generic(topic, payload))?;
+        let mut ob =
+            self.gen1(topic, payload).or_else(|| self.gen2(topic, payload)).or_else(|| self.generic(topic, payload))?;
         ob.retained = retained;
         Some(ob)
     }
