@@ -252,6 +252,9 @@ pub struct CoiotConfig {
     /// Join 224.0.1.187:5683 (coexists with Home Assistant's Shelly integration).
     pub multicast: bool,
     /// Also listen for unicast status on this UDP port (set it as the Shelly's "CoIoT peer").
+    /// A Gen1 Shelly has ONE unicast peer slot: pointing it here takes it from Home Assistant (whose
+    /// integration then relies on multicast or polling). With two sockets on UDP 5683, unicast only
+    /// reaches the one bound last, so use a port of its own (e.g. 5684), not 5683.
     pub unicast_port: Option<u16>,
     /// Address the unicast socket binds to.
     pub unicast_bind: String,

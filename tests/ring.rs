@@ -754,3 +754,31 @@ async fn dns_method_forwards_and_rings_on_the_doorbells_lookup() {
     assert_eq!(r.bus.status()["last_ring"]["source"], "dns");
     r.stop().await;
 }
+
+/// Nothing within validity x1.2: the Shelly shows offline in the status; a lost release does not
+/// leave the `ring` sensor on past `ring.pressed_max_secs`.
+#[tokio::test]
+async fn shelly_goes_offline_after_its_validity_and_the_sensor_times_out() {
+    let r = start(|c| c.ring.pressed_max_secs = 1).await;
+    let to = r.coiot.unwrap();
+    let s = StdUdp::bind("127.0.0.1:0").unwrap();
+    // Validity 1.0 s (10 tenths).
+    let pkt = |serial: u16, level: bool| {
+        coiot::encode_status(serial, UNI, 10, serial, coiot::uni_payload(level, "S", 5).as_bytes())
+    };
+    s.send_to(&pkt(1, false), to).unwrap();
+    let bus = r.bus.clone();
+    wait_until("online", Duration::from_secs(3), || bus.status()["sources"]["coiot"] == true).await;
+    s.send_to(&pkt(2, true), to).unwrap();
+    wait_until("ring sensor on", Duration::from_secs(3), || bus.status()["sensors"]["ring"] == true).await;
+    let t0 = Instant::now();
+    // The release never comes, nor anything else.
+    wait_until("ring sensor off", Duration::from_secs(3), || bus.status()["sensors"]["ring"] == false).await;
+    wait_until("offline", Duration::from_secs(3), || bus.status()["sources"]["coiot"] == false).await;
+    assert!(t0.elapsed() >= Duration::from_millis(900), "not before validity x1.2 / pressed_max");
+    // It comes back with its next status, and that status is a baseline: no ring.
+    s.send_to(&pkt(3, true), to).unwrap();
+    wait_until("online again", Duration::from_secs(3), || bus.status()["sources"]["coiot"] == true).await;
+    assert_eq!(rings_total(&bus), 1);
+    r.stop().await;
+}
