@@ -40,7 +40,7 @@ def main() -> None:
         g = {s: v for (_, s, v) in msg.payload.get("G", [])}
         event, cnt = g.get(2102), g.get(2103)
         fired = None
-        # homeassistant/components/shelly/coordinator.py, ShellyBlockCoordinator._async_device_updated:
+        # homeassistant/components/shelly/coordinator.py, ShellyBlockCoordinator, on each device update:
         # fire only when the counter moved from a known value and the event type is known.
         if cnt is not None and last_cnt is not None and cnt != last_cnt and event in INPUTS_EVENTS:
             fired = INPUTS_EVENTS[event]
