@@ -495,9 +495,14 @@ async fn replay_10k_presses_with_losses() {
         }
         sock.send_to(p, to).unwrap();
         sent += 1;
-        // Paced so the loopback socket buffer never overflows (that would be a loss we did not choose).
+        // Paced by what the bridge has read, so the socket buffer never overflows even on a loaded
+        // machine (that would be a burst of losses we did not choose).
         if i % 32 == 31 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            let t0 = Instant::now();
+            while r.bus.status()["coiot"]["received"].as_u64().unwrap_or(0) + 64 < sent + 1 {
+                assert!(t0.elapsed() < Duration::from_secs(10), "the bridge stopped reading");
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
         }
     }
     let (rising, late) = counter.await.unwrap();
@@ -691,8 +696,9 @@ async fn simulated_uni_over_coiot_and_mqtt_rings_once_per_press() {
         s.get("coiot") == Some(&true) && s.get("mqtt_broker") == Some(&true)
     })
     .await;
-    // Let the simulated Shelly's own MQTT connection come up.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The simulated Shelly's own MQTT connection is up once its retained `online` reached the bridge.
+    wait_until("the Shelly's MQTT side", Duration::from_secs(10), || bus.status()["sources"]["mqtt"] == true).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 1..=3 {
         sim.ring();
         wait_until("the ring", Duration::from_secs(5), || rings_total(&bus) == i).await;
