@@ -667,6 +667,15 @@ async fn mqtt_credentials_come_from_the_supervisor_when_none_are_configured() {
     env.write_options(&options(free_port()));
     let bridge = env.start();
     bridge.wait_log(&format!("using Home Assistant's broker at 127.0.0.1:{} (user addons)", broker.port)).await;
+    // The broker admits only that user: the bridge connecting and publishing its availability
+    // proves the Supervisor's credentials are the ones in use.
+    bridge.wait_log("connected to the MQTT broker").await;
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-u", "addons", "-P", "mqtt-pass-from-supervisor"])
+        .args(["-t", "doorbell_bridge/availability", "-C", "1", "-W", "10"])
+        .output()
+        .expect("mosquitto_sub (Debian package mosquitto-clients)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "online", "{}", String::from_utf8_lossy(&out.stderr));
     let log = bridge.stop().await;
     let asks = standin.calls_to("/services/mqtt");
     assert_eq!(asks.len(), 1);
