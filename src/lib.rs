@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error;
 pub mod events;
 pub mod media;
+pub mod onvif;
 pub mod ring;
 pub mod sim;
 pub mod snapshot;
@@ -82,11 +83,16 @@ impl App {
         let sink = ring::RingSink { bus: bus.clone(), snapshots: snapshots.clone() };
         tasks.spawn(ring::run_coiot(config.clone(), coiot, sink, shutdown.clone()));
 
+        let mut commands: Option<Arc<dyn api::Commands>> = None;
+        if config.onvif.enabled && !config.doorbell.host.is_empty() {
+            commands = Some(onvif::start(&config, bus.clone(), shutdown.clone(), &mut tasks)?);
+        }
+
         let state = api::ApiState {
             bus: bus.clone(),
             access: access.clone(),
             snapshots: snapshots.clone(),
-            commands: None,
+            commands,
             shutdown: shutdown.clone(),
         };
         let router = api::router(state);
