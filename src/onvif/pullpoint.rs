@@ -99,7 +99,7 @@ impl PullPoint {
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
-        self.bus.set_source("onvif", false);
+        // No state change is published at shutdown: event streams are closing with the bridge.
     }
 
     fn termination(&self, secs: u64) -> String {
