@@ -45,11 +45,8 @@ impl Sse {
                     }
                 }
                 let v: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
-                let hit = if ev == "sensor" {
-                    v["name"] == name && v["state"] == state
-                } else {
-                    v["sensors"][name] == state
-                };
+                let hit =
+                    if ev == "sensor" { v["name"] == name && v["state"] == state } else { v["sensors"][name] == state };
                 if hit {
                     return Instant::now();
                 }
@@ -161,7 +158,8 @@ async fn main() {
     row("A. bridge: sim releases PullMessages reply -> `sensor` event read from /api/events", &mut rel);
     row("A. bridge: motion change in sim -> `sensor` event read from /api/events", &mut trig);
     let (o50, o95) = row("B. bridge (next pull at once): motion change -> SSE event", &mut ours);
-    let (h50, h95) = row("B. Home Assistant's strategy (0.75 s pause between pulls): motion change -> reply", &mut theirs);
+    let (h50, h95) =
+        row("B. Home Assistant's strategy (0.75 s pause between pulls): motion change -> reply", &mut theirs);
     println!();
     println!("B ratios (HA / bridge): p50 {:.0}x, p95 {:.0}x", h50 / o50.max(0.001), h95 / o95.max(0.001));
     shutdown.cancel();

@@ -373,6 +373,7 @@ async fn after_a_reboot_states_go_unknown_then_events_flow_again() {
     sse.sensor("video_motion", Value::Null, Duration::from_secs(10)).await;
     let st: Value = reqwest::get(format!("http://{}/api/status", bridge.http)).await.unwrap().json().await.unwrap();
     assert_eq!(st["sensors"]["pir_motion"], Value::Null);
+    assert_eq!(st["doorbell"]["online"], false, "reachability follows ONVIF");
     motion(&sim, "video", "off").await;
     // Back: the new subscription's Initialized state, then live events.
     sse.sensor("video_motion", json!(false), Duration::from_secs(30)).await;
@@ -483,4 +484,48 @@ async fn the_reboot_command_reboots_the_doorbell() {
     }
     bridge.stop().await;
     sim.stop().await;
+}
+
+/// A web server that answers every request with one canned status and body.
+async fn canned(status: u16, body: &'static str) -> SocketAddr {
+    use axum::http::StatusCode;
+    let app = axum::Router::new().fallback(move || async move { (StatusCode::from_u16(status).unwrap(), body) });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    a
+}
+
+#[tokio::test]
+async fn http_status_is_checked_before_any_xml() {
+    use doorbell_bridge::onvif::device::{CallError, Device};
+    let html = std::str::from_utf8(&data("v26_http_401_unauthorized.html")).unwrap().to_string();
+    let html: &'static str = Box::leak(html.into_boxed_str());
+    let fault = std::str::from_utf8(&data("v23_fault_resource_unknown.xml")).unwrap().to_string();
+    let fault: &'static str = Box::leak(fault.into_boxed_str());
+    let truncated = std::str::from_utf8(&data("v24_malformed_truncated.xml")).unwrap().to_string();
+    let truncated: &'static str = Box::leak(truncated.into_boxed_str());
+    for (status, body, want) in [
+        (401u16, html, "Http(401)"),
+        (503, "", "Http(503)"),
+        (500, html, "Http(500)"),
+        (500, fault, "subscription_gone"),
+        (200, truncated, "Parse"),
+        (200, html, "Parse"),
+    ] {
+        let addr = canned(status, body).await;
+        let mut cfg = Config::default();
+        cfg.doorbell.host = "127.0.0.1".into();
+        cfg.doorbell.http_port = addr.port();
+        cfg.doorbell.password = doorbell_bridge::config::Secret::new("SECRET");
+        let dev = Device::new(&cfg).unwrap();
+        let err = dev.measure_clock().await.unwrap_err();
+        let got = match &err {
+            CallError::Fault(f) => f.class.as_str().to_string(),
+            CallError::Parse(_) => "Parse".into(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(got, want, "{status} {}", &body[..body.len().min(40)]);
+        assert!(!format!("{err} {err:?} {dev:?}").contains("SECRET"));
+    }
 }

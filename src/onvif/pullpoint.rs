@@ -24,6 +24,8 @@ const RENEW_AT: f64 = 0.8;
 const MAX_PARSE_ERRORS: u32 = 5;
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Pause after the doorbell refused our credentials twice (with a fresh clock in between).
+const AUTH_BACKOFF: Duration = Duration::from_secs(300);
 /// Time given to Unsubscribe at shutdown or before replacing a subscription.
 const UNSUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -82,7 +84,19 @@ impl PullPoint {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!("ONVIF events: {e}");
+                    let refused = matches!(e, CallError::Http(401) | CallError::Http(403))
+                        || e.fault_class() == Some(FaultClass::AuthOrClockSkew);
+                    if refused {
+                        // Retried once with a fresh clock already: the code or user is wrong.
+                        // Hikvision firmware locks an address out after repeated failures, so wait long.
+                        tracing::error!(
+                            "ONVIF: the doorbell refused the user or verification code (doorbell.username / \
+                             doorbell.password); trying again in {} s",
+                            AUTH_BACKOFF.as_secs()
+                        );
+                    } else {
+                        tracing::warn!("ONVIF events: {e}");
+                    }
                     if e.unreachable() {
                         self.bus.set_online(false);
                     }
@@ -90,6 +104,13 @@ impl PullPoint {
                     self.mark_unknown();
                     if started.elapsed() > Duration::from_secs(60) {
                         backoff = BACKOFF_MIN;
+                    }
+                    if refused {
+                        tokio::select! {
+                            _ = tokio::time::sleep(AUTH_BACKOFF) => {}
+                            _ = shutdown.cancelled() => break,
+                        }
+                        continue;
                     }
                 }
             }
