@@ -529,3 +529,68 @@ async fn http_status_is_checked_before_any_xml() {
         assert!(!format!("{err} {err:?} {dev:?}").contains("SECRET"));
     }
 }
+
+/// Tree equality after whitespace trimming, ignoring `mustUnderstand` (which we also put on Security).
+fn canon(e: &xml::Element) -> Value {
+    let attrs: Vec<Value> = e.attrs.iter().filter(|(k, _)| k != "mustUnderstand").map(|(k, v)| json!([k, v])).collect();
+    json!({"ns": e.ns, "name": e.name, "text": e.text.trim(), "attrs": attrs,
+           "children": e.children.iter().map(canon).collect::<Vec<_>>()})
+}
+
+#[test]
+fn requests_match_the_templates() {
+    let v: Value = serde_json::from_slice(&data("wsse_password_digest.json")).unwrap();
+    let d = &v["vectors"][0];
+    let nonce: [u8; 16] = hex::decode(d["nonce_hex"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let created = chrono::DateTime::parse_from_rfc3339(d["created"].as_str().unwrap()).unwrap().with_timezone(&Utc);
+    let tok = soap::UsernameToken::new("admin", d["password"].as_str().unwrap(), nonce, created);
+    let (dev, media, events, sub) = (
+        "http://192.0.2.10/onvif/device_service",
+        "http://192.0.2.10/onvif/Media",
+        "http://192.0.2.10/onvif/Events",
+        "http://192.0.2.10/onvif/Events/PullSubManager_2024-03-01T10:00:00Z_0",
+    );
+    let uuid = "11111111-2222-4333-8444-555555555555";
+    let cases: Vec<(&str, &str, &str, String, bool)> = vec![
+        (
+            "get_system_date_and_time.xml",
+            soap::ACTION_GET_SYSTEM_DATE_AND_TIME,
+            dev,
+            soap::body_get_system_date_and_time(),
+            false,
+        ),
+        ("get_capabilities.xml", soap::ACTION_GET_CAPABILITIES, dev, soap::body_get_capabilities(), true),
+        ("get_services.xml", soap::ACTION_GET_SERVICES, dev, soap::body_get_services(), true),
+        ("system_reboot.xml", soap::ACTION_SYSTEM_REBOOT, dev, soap::body_system_reboot(), true),
+        ("get_profiles.xml", soap::ACTION_GET_PROFILES, media, soap::body_get_profiles(), true),
+        ("get_stream_uri.xml", soap::ACTION_GET_STREAM_URI, media, soap::body_get_stream_uri("Profile_1"), true),
+        ("get_snapshot_uri.xml", soap::ACTION_GET_SNAPSHOT_URI, media, soap::body_get_snapshot_uri("Profile_1"), true),
+        (
+            "create_pullpoint_subscription.xml",
+            soap::ACTION_CREATE_PULLPOINT,
+            events,
+            soap::body_create_pullpoint("PT600S"),
+            true,
+        ),
+        ("pull_messages.xml", soap::ACTION_PULL_MESSAGES, sub, soap::body_pull_messages(60, 100), true),
+        ("renew.xml", soap::ACTION_RENEW, sub, soap::body_renew("PT600S"), true),
+        ("unsubscribe.xml", soap::ACTION_UNSUBSCRIBE, sub, soap::body_unsubscribe(), true),
+    ];
+    for (file, action, to, body, signed) in cases {
+        let tpl = String::from_utf8(data(&format!("requests/{file}")))
+            .unwrap()
+            .replace("{{UUID}}", uuid)
+            .replace("{{USERNAME}}", "admin")
+            .replace("{{DIGEST_B64}}", d["password_digest_b64"].as_str().unwrap())
+            .replace("{{NONCE_B64}}", d["nonce_b64"].as_str().unwrap())
+            .replace("{{CREATED}}", d["created"].as_str().unwrap())
+            .replace("{{DEVICE_XADDR}}", dev)
+            .replace("{{MEDIA_XADDR}}", media)
+            .replace("{{EVENTS_XADDR}}", events)
+            .replace("{{SUBSCRIPTION_ADDRESS}}", sub)
+            .replace("{{PROFILE_TOKEN}}", "Profile_1");
+        let ours = soap::envelope(action, to, uuid, signed.then_some(&tok), "", &body);
+        let (a, b) = (xml::parse(tpl.as_bytes()).unwrap(), xml::parse(ours.as_bytes()).unwrap());
+        assert_eq!(canon(&b), canon(&a), "{file}");
+    }
+}
