@@ -400,25 +400,29 @@ pub struct Subscription {
 }
 
 fn reference_parameters_xml(rp: Option<&Element>) -> String {
-    fn write(e: &Element, out: &mut String) {
+    fn write(e: &Element, top: bool, out: &mut String) {
         if out.len() > 8192 {
             return;
         }
         out.push_str(&format!("<{} xmlns=\"{}\"", e.name, escape(&e.ns)));
+        if top {
+            // WS-Addressing marks each copied reference parameter (`wsa` is declared on the envelope).
+            out.push_str(" wsa:IsReferenceParameter=\"true\"");
+        }
         for (k, v) in &e.attrs {
             out.push_str(&format!(" {}=\"{}\"", k, escape(v)));
         }
         out.push('>');
         out.push_str(&escape(e.text.trim()));
         for c in &e.children {
-            write(c, out);
+            write(c, false, out);
         }
         out.push_str(&format!("</{}>", e.name));
     }
     let mut out = String::new();
     if let Some(rp) = rp {
         for c in &rp.children {
-            write(c, &mut out);
+            write(c, true, &mut out);
         }
     }
     out
@@ -532,6 +536,19 @@ mod tests {
         let id = message_id([0xff; 16]);
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
+    }
+
+    #[test]
+    fn reference_parameters_are_copied_into_the_header() {
+        let reply = br#"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://www.w3.org/2005/08/addressing" xmlns:t="http://www.onvif.org/ver10/events/wsdl" xmlns:n="http://docs.oasis-open.org/wsn/b-2"><e:Body><t:CreatePullPointSubscriptionResponse><t:SubscriptionReference><a:Address>http://d/sub</a:Address><a:ReferenceParameters><x:SubId xmlns:x="urn:vendor">7&amp;8</x:SubId></a:ReferenceParameters></t:SubscriptionReference><n:CurrentTime>2024-03-01T10:00:00Z</n:CurrentTime><n:TerminationTime>2024-03-01T10:10:00Z</n:TerminationTime></t:CreatePullPointSubscriptionResponse></e:Body></e:Envelope>"#;
+        let sub = parse_create_pullpoint(&xml::parse(reply).unwrap()).unwrap();
+        let env = envelope(ACTION_PULL_MESSAGES, &sub.address, "id", None, &sub.reference_parameters, "<x/>");
+        let env = xml::parse(env.as_bytes()).unwrap();
+        let h = env.child(NS_SOAP, "Header").unwrap();
+        let p = h.child("urn:vendor", "SubId").unwrap();
+        assert_eq!(p.text, "7&8");
+        assert_eq!(p.attr("IsReferenceParameter"), Some("true"));
+        assert_eq!(h.child(NS_WSA, "To").unwrap().text, "http://d/sub");
     }
 
     #[test]
