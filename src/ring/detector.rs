@@ -268,7 +268,7 @@ impl Detector {
         let prev = self.cnt.replace(cnt);
         match prev {
             None => self.edges_since_cnt = 0,
-            Some(p) if cnt < p && !(p >= COUNTER_WRAP_NEAR && !kind.is_empty()) => {
+            Some(p) if cnt < p && (p < COUNTER_WRAP_NEAR || kind.is_empty()) => {
                 // Rebooted: the counter restarts (with an empty event); new baseline.
                 self.edges_since_cnt = 0;
             }
