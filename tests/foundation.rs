@@ -29,6 +29,8 @@ async fn start(tweak: impl FnOnce(&mut Config)) -> Running {
     let opts = DemoOptions { http_port: 0, rtsp_port: 0, sim_port: 0, data_dir: None };
     let mut cfg = demo_config(&opts, &sim);
     cfg.ring.min_gap_ms = 0;
+    // These tests count every event on the stream: ONVIF sensor events would interleave.
+    cfg.onvif.enabled = false;
     tweak(&mut cfg);
     let dir = tempfile::tempdir().unwrap();
     let app = App::build(cfg, dir.path().to_path_buf()).await.unwrap();
