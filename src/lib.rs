@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod media;
 pub mod mqtt;
+pub mod onvif;
 pub mod ring;
 pub mod sim;
 pub mod snapshot;
@@ -95,11 +96,16 @@ impl App {
         }
         drop(observations);
 
+        let mut commands: Option<Arc<dyn api::Commands>> = None;
+        if config.onvif.enabled && !config.doorbell.host.is_empty() {
+            commands = Some(onvif::start(&config, bus.clone(), shutdown.clone(), &mut tasks)?);
+        }
+
         let state = api::ApiState {
             bus: bus.clone(),
             access: access.clone(),
             snapshots: snapshots.clone(),
-            commands: None,
+            commands,
             shutdown: shutdown.clone(),
         };
         let router = api::router(state);

@@ -21,7 +21,9 @@ use crate::ring::shelly_mqtt::MqttSources;
 use crate::ring::ObservationTx;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(15);
+/// Short enough that a restarted broker is found again within seconds; clean sessions lose what
+/// is published before we resubscribe.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// Requests queued towards the event loop; beyond this a publish is dropped and counted.
 const REQUEST_QUEUE: usize = 256;

@@ -427,6 +427,9 @@ async fn forged_packets_from_other_devices_never_ring() {
     let st = bus.status();
     assert_eq!(st["coiot"]["foreign"], 19, "{st}");
     assert_eq!(st["coiot"]["rejected"], 3, "{st}");
+    let mut metrics = String::new();
+    bus.metrics(&mut metrics);
+    assert!(metrics.contains("doorbell_bridge_coiot_datagrams_total{result=\"foreign\"} 19"), "{metrics}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rings_total(&bus), 0, "a forged packet rang");
     // The real device still rings.
@@ -787,4 +790,16 @@ async fn shelly_goes_offline_after_its_validity_and_the_sensor_times_out() {
     wait_until("online again", Duration::from_secs(3), || bus.status()["sources"]["coiot"] == true).await;
     assert_eq!(rings_total(&bus), 1);
     r.stop().await;
+}
+
+#[test]
+fn dns_method_and_generic_source_settings_are_checked() {
+    let p = Config::parse("doorbell: {host: 192.0.2.10}\nring: {dns_listen: '127.0.0.1:5353'}\n").unwrap_err();
+    let paths: Vec<&str> = p.0.iter().map(|p| p.path.as_str()).collect();
+    assert!(paths.contains(&"ring.dns_upstream") && paths.contains(&"ring.dns_names"), "{paths:?}");
+    let ok = "doorbell: {host: 192.0.2.10}\nring: {dns_listen: '0.0.0.0:53', dns_upstream: '192.0.2.1:53', dns_names: [alarm.eu.s3.amazonaws.com]}\nmqtt: {generic_topic: z/r, generic_json_field: contact, generic_payload: 'false', generic_off_payload: 'true'}\n";
+    Config::parse(ok).unwrap_or_else(|p| panic!("{p}"));
+    let p =
+        Config::parse("doorbell: {host: h}\nmqtt: {generic_topic: z/r, generic_json_field: contact}\n").unwrap_err();
+    assert!(p.0.iter().any(|p| p.path == "mqtt.generic_payload"), "{p}");
 }

@@ -100,6 +100,10 @@ pub const PULSE_MS: u64 = 1_000;
 /// A counter jump larger than this is reported as this many presses, not more: a device that
 /// was away longer has old news, and a forged counter must not flood.
 pub const MAX_LATE_PER_UPDATE: u64 = 4;
+/// Shelly Uni x103 (inputEventCnt) is a U16: it wraps to 0 after 65535. A step backwards from
+/// this close to the top, with a non-empty event, is a wrap; otherwise a reboot.
+const COUNTER_RANGE: u64 = 1 << 16;
+const COUNTER_WRAP_NEAR: u64 = COUNTER_RANGE - 256;
 /// Offline after validity x1.2 (CoIoT's own rule for a status's lifetime, with a margin).
 const VALIDITY_MARGIN_NUM: u64 = 12;
 const VALIDITY_MARGIN_DEN: u64 = 10;
@@ -264,12 +268,13 @@ impl Detector {
         let prev = self.cnt.replace(cnt);
         match prev {
             None => self.edges_since_cnt = 0,
-            Some(p) if cnt < p => {
-                // Rebooted: the counter restarts; new baseline.
+            Some(p) if cnt < p && (p < COUNTER_WRAP_NEAR || kind.is_empty()) => {
+                // Rebooted: the counter restarts (with an empty event); new baseline.
                 self.edges_since_cnt = 0;
             }
-            Some(p) if cnt > p => {
-                let presses = cnt - p;
+            Some(p) if cnt != p => {
+                // Forward, or wrapped past U16 (the descriptor's range for x103) with an event.
+                let presses = if cnt > p { cnt - p } else { cnt + COUNTER_RANGE - p };
                 let unreported = presses.saturating_sub(self.edges_since_cnt);
                 self.edges_since_cnt = self.edges_since_cnt.saturating_sub(presses);
                 if !ob.retained {
@@ -365,6 +370,15 @@ mod tests {
         d.observe(0, &st(false, "S", 43, 300));
         assert_eq!(rings(&d.observe(10, &st(false, "", 0, 1))), 0);
         assert_eq!(rings(&d.observe(20, &st(false, "S", 1, 2))), 1);
+    }
+
+    #[test]
+    fn counter_wrap_is_a_press_not_a_reboot() {
+        let mut d = Detector::new(0, 10_000);
+        d.observe(0, &st(false, "S", 65535, 1));
+        assert_eq!(rings(&d.observe(10, &st(false, "S", 0, 2))), 1);
+        d.observe(20, &st(false, "S", 65535, 3));
+        assert_eq!(rings(&d.observe(30, &st(false, "", 0, 4))), 0, "empty event after boot: reboot");
     }
 
     #[test]

@@ -1,5 +1,12 @@
-//! Ring detection: sources (CoIoT, MQTT...) feed observations to a pure detector; rings and the
-//! `ring` sensor go to the event bus, and each ring asks the snapshot service for its picture.
+//! Ring detection: sources feed observations to ONE pure detector (one physical chime input):
+//! `run_coiot` (CoIoT over UDP, multicast and/or unicast), `crate::mqtt::run` (Shelly Gen1/Gen2 and
+//! generic topics) and `dns::run` (the optional DNS method) all send to `run_detector`, which owns
+//! the `Detector` and the clock. Rings and the `ring` sensor go to the event bus, and each ring asks
+//! the snapshot service for its picture.
+//!
+//! CoIoT coexistence: multicast 224.0.1.187:5683 reaches every joined socket, so the bridge and Home
+//! Assistant's Shelly listener both hear it. Unicast goes to one "CoIoT peer" per Shelly (one slot),
+//! and on a shared port only to the socket bound last: give the bridge's unicast socket its own port.
 
 pub mod coiot;
 pub mod detector;
