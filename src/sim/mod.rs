@@ -41,6 +41,9 @@ pub struct SimOptions {
     pub chime: Duration,
     /// How long `/sim/reboot` keeps the doorbell away.
     pub reboot_time: Duration,
+    /// When set, the simulated Shelly also publishes its presses to this MQTT broker (host, port)
+    /// as a Gen1 Uni: `shellies/shellyuni-<MAC>/input/0`, `input_event/0`, `online`.
+    pub shelly_mqtt: Option<(String, u16)>,
 }
 
 impl Default for SimOptions {
@@ -56,6 +59,7 @@ impl Default for SimOptions {
             coiot_period: Duration::from_secs(15),
             chime: Duration::from_millis(400),
             reboot_time: Duration::from_secs(3),
+            shelly_mqtt: None,
         }
     }
 }
