@@ -54,7 +54,7 @@ impl App {
         })?;
         let access = Arc::new(Access::resolve(&config, &data_dir)?);
         let bus = Bus::new();
-        let snapshots = Arc::new(Snapshots::new(&config));
+        let snapshots = Arc::new(Snapshots::new(&config, &data_dir, bus.clone()));
         let ip: IpAddr = config
             .server
             .bind
@@ -81,6 +81,7 @@ impl App {
 
         let sink = ring::RingSink { bus: bus.clone(), snapshots: snapshots.clone() };
         tasks.spawn(ring::run_coiot(config.clone(), coiot, sink, shutdown.clone()));
+        tasks.spawn(snapshots.clone().run(shutdown.clone()));
 
         let state = api::ApiState {
             bus: bus.clone(),

@@ -1,10 +1,11 @@
 //! The simulated doorbell: what `demo` and the tests run against. It is shaped after the real
 //! device's replies (see the test vectors), serves only on loopback, and can be driven over HTTP:
 //! `POST /sim/ring`, `POST /sim/motion?sensor=pir|video|field&state=on|off`, `POST /sim/reboot`,
-//! `GET /sim/status`.
+//! `POST /sim/snapshot?mode=ok|slow|fail|digest|basic|missing&delay_ms=N`, `GET /sim/status`.
 
 pub mod image;
 pub mod shelly;
+pub mod snapshot;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -12,11 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -74,6 +74,8 @@ pub struct SimState {
     pub reboots: AtomicU64,
     pub coiot_target: Mutex<Option<SocketAddr>>,
     pub motion: Mutex<std::collections::BTreeMap<String, bool>>,
+    /// How `/onvif/snapshot.jpg` behaves (`POST /sim/snapshot`).
+    pub snapshot: snapshot::SnapshotControl,
 }
 
 pub struct Sim {
@@ -139,32 +141,13 @@ impl Sim {
 
 fn router(ctx: Ctx) -> Router {
     Router::new()
-        .route("/onvif/snapshot.jpg", get(snapshot))
+        .route("/onvif/snapshot.jpg", get(snapshot::snapshot))
+        .route("/sim/snapshot", post(snapshot::control))
         .route("/sim/ring", post(sim_ring))
         .route("/sim/motion", post(sim_motion))
         .route("/sim/reboot", post(sim_reboot))
         .route("/sim/status", get(sim_status))
         .with_state(ctx)
-}
-
-fn basic_ok(ctx: &Ctx, headers: &HeaderMap) -> bool {
-    let want = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ctx.opts.username, ctx.opts.password));
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .is_some_and(|v| v.trim() == want)
-}
-
-async fn snapshot(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
-    if !ctx.state.online.load(Ordering::SeqCst) {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    ctx.state.snapshot_requests.fetch_add(1, Ordering::SeqCst);
-    if !basic_ok(&ctx, &headers) {
-        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"DS-HD1\"")], "").into_response();
-    }
-    ([(header::CONTENT_TYPE, "image/jpeg")], image::snapshot_jpeg()).into_response()
 }
 
 async fn sim_ring(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
@@ -220,5 +203,6 @@ async fn sim_status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
         "coiot_sent": s.coiot_sent.load(Ordering::SeqCst),
         "reboots": s.reboots.load(Ordering::SeqCst),
         "motion": *s.motion.lock().unwrap(),
+        "snapshot": snapshot::status(&ctx),
     }))
 }
