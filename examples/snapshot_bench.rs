@@ -164,7 +164,9 @@ async fn orchestrate() {
     ring_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
 
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    println!("## Snapshot benchmark: {rate} requests/s for {secs} s from a second process; doorbell slow mode {slow_ms} ms");
+    println!(
+        "## Snapshot benchmark: {rate} requests/s for {secs} s from a second process; doorbell slow mode {slow_ms} ms"
+    );
     println!();
     println!("| target | requests | errors | p50 ms | p90 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|---|");

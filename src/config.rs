@@ -348,6 +348,7 @@ impl Default for RingConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotConfig {
     /// Snapshot URL; default `http://<doorbell.host>:<http_port>/onvif/snapshot.jpg`.
+    /// Empty: the doorbell has none (firmware 211101); pictures come from the stream's keyframes.
     pub url: Option<String>,
     /// A cached picture older than this is refreshed in the background.
     pub max_age_secs: u64,

@@ -431,3 +431,67 @@ async fn sim_control_endpoint_switches_modes() {
     assert_eq!(st["snapshot"]["requests"], 1);
     sim.stop().await;
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+    /// Damaged keyframes (bytes flipped anywhere) give an error or a picture, never a panic.
+    #[test]
+    fn damaged_keyframes_never_panic(flips in proptest::collection::vec((0usize..45_000, proptest::prelude::any::<u8>()), 1..20)) {
+        let mut annexb = std::fs::read(KEYFRAME).unwrap();
+        for (at, v) in flips {
+            let n = annexb.len();
+            annexb[at % n] ^= v;
+        }
+        if let Ok((jpeg, w, h)) = keyframe_to_jpeg(&annexb, 80) {
+            proptest::prop_assert_eq!(jpeg_size(&jpeg), Some((w, h)));
+        }
+    }
+}
+
+#[tokio::test]
+async fn ring_picture_requested_before_it_is_taken_waits_for_it() {
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    sim.state.snapshot.set(Mode::Slow, Some(400));
+    let dir = tempfile::tempdir().unwrap();
+    let (snaps, bus) = service(&config(&sim), dir.path());
+    let ring = bus.ring("test", None, Utc::now());
+    // The phone asks at once, before the (slow, no keyframe) picture exists.
+    let s = snaps.clone();
+    let early = tokio::spawn(async move { s.ring_image(ring.id).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    snaps.take_for_ring(ring.id).await;
+    let img = early.await.unwrap().expect("waited for the picture");
+    is_jpeg_of(&img.bytes, 1536, 2048);
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn picture_at_motion_start_when_enabled() {
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&sim);
+    cfg.snapshot.on_motion = true;
+    let (snaps, bus) = service(&cfg, dir.path());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(snaps.clone().run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    bus.set_sensor("pir_motion", Some(true), Utc::now());
+    let motion = dir.path().join("motion");
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = std::fs::read_dir(&motion).map(|d| d.flatten().map(|f| f.path()).collect()).unwrap_or_default();
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(found.len(), 1, "one picture for one motion start");
+    is_jpeg_of(&std::fs::read(&found[0]).unwrap(), 1536, 2048);
+    // Motion ending takes no picture.
+    bus.set_sensor("pir_motion", Some(false), Utc::now());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(std::fs::read_dir(&motion).unwrap().count(), 1);
+    shutdown.cancel();
+    task.await.unwrap();
+    sim.stop().await;
+}

@@ -154,4 +154,14 @@ mod tests {
         assert_eq!(jpeg_size(b"\xFF\xD8\xFF"), None);
         assert_eq!(jpeg_size(b"nope"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn jpeg_size_never_panics(mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512), sof in proptest::prelude::any::<bool>()) {
+            if sof {
+                bytes.splice(0..0, [0xFF, 0xD8, 0xFF, 0xC0]);
+            }
+            let _ = jpeg_size(&bytes);
+        }
+    }
 }

@@ -101,6 +101,10 @@ pub struct Snapshots {
     data_dir: PathBuf,
     bus: Arc<Bus>,
     counters: Counters,
+    /// Rings whose first picture is being taken; requests for them wait instead of a 404.
+    pending: Mutex<std::collections::BTreeSet<u64>>,
+    taken: tokio::sync::Notify,
+    timeout: Duration,
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -157,6 +161,9 @@ impl Snapshots {
             data_dir: data_dir.to_path_buf(),
             bus,
             counters: Counters::default(),
+            pending: Mutex::new(Default::default()),
+            taken: tokio::sync::Notify::new(),
+            timeout,
         }
     }
 
@@ -386,6 +393,8 @@ impl Snapshots {
     /// fetch from the doorbell replaces it. Both kept on disk.
     pub async fn take_for_ring(&self, id: u64) {
         let asked = Instant::now();
+        lock(&self.pending).insert(id);
+        let _done = Pending { snaps: self, id };
         let ring = self.bus.state().last_ring.filter(|r| r.id == id).unwrap_or_else(|| Ring {
             id,
             at: crate::events::now_string(Utc::now()),
@@ -398,6 +407,7 @@ impl Snapshots {
         if let Some(img) = self.keyframe_image().await {
             self.put_ring_image(id, img, "keyframe").await;
             have = true;
+            self.ring_ready(id);
         }
         match self.refresh(asked, true).await {
             Ok(img) => self.put_ring_image(id, img, "doorbell").await,
@@ -439,7 +449,35 @@ impl Snapshots {
         }
     }
 
+    fn ring_ready(&self, id: u64) {
+        lock(&self.pending).remove(&id);
+        self.taken.notify_waiters();
+    }
+
+    /// The picture of ring `id`; while it is being taken (the ring just happened), waits for it
+    /// up to the fetch timeout.
     pub async fn ring_image(&self, id: u64) -> Result<Image> {
+        let deadline = tokio::time::Instant::now() + self.timeout + Duration::from_secs(1);
+        loop {
+            let notified = self.taken.notified();
+            match self.ring_image_now(id).await {
+                Ok(img) => return Ok(img),
+                Err(e) => {
+                    let in_store = lock(&self.store).entries.contains_key(&id);
+                    // Also the instant between the ring event and its picture task starting.
+                    let just_rung = !in_store && self.bus.state().last_ring.is_some_and(|r| r.id == id);
+                    if !(lock(&self.pending).contains(&id) || just_rung) {
+                        return Err(e);
+                    }
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ring_image_now(&self, id: u64) -> Result<Image> {
         let not_found = || err(ErrorKind::NotFound, format!("no picture for ring {id}"));
         if let Some((_, img)) = lock(&self.recent).iter().find(|(i, _)| *i == id) {
             // Retention may have dropped it from disk meanwhile; the store decides.
@@ -515,6 +553,18 @@ impl Snapshots {
         for (name, kind, v) in lines {
             out.push_str(&format!("# TYPE doorbell_bridge_{name} {kind}\ndoorbell_bridge_{name} {v}\n"));
         }
+    }
+}
+
+/// Marks a ring's picture as taken (or given up) however `take_for_ring` ends.
+struct Pending<'a> {
+    snaps: &'a Snapshots,
+    id: u64,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.snaps.ring_ready(self.id);
     }
 }
 
