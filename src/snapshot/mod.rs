@@ -432,6 +432,7 @@ impl Snapshots {
         }
     }
 
+    /// Serves the picture from memory at once, then keeps it on disk (atomically, synced).
     async fn put_ring_image(&self, id: u64, img: Image, origin: &'static str) {
         {
             let mut r = lock(&self.recent);
@@ -441,12 +442,17 @@ impl Snapshots {
                 r.pop_front();
             }
         }
+        self.taken.notify_waiters();
         self.counters.ring_images.fetch_add(1, Relaxed);
         let taken = crate::events::now_string(img.taken);
         let ok = self.with_store(move |s| s.put_image(id, &img.bytes, origin, &taken)).await;
         if !ok {
             self.counters.disk_errors.fetch_add(1, Relaxed);
         }
+        // Pictures retention dropped from disk go from memory too (the one the disk refused stays).
+        let store = lock(&self.store);
+        lock(&self.recent)
+            .retain(|(i, _)| (*i == id && !ok) || store.entries.get(i).is_some_and(|e| e.image_bytes.is_some()));
     }
 
     fn ring_ready(&self, id: u64) {
@@ -480,10 +486,7 @@ impl Snapshots {
     async fn ring_image_now(&self, id: u64) -> Result<Image> {
         let not_found = || err(ErrorKind::NotFound, format!("no picture for ring {id}"));
         if let Some((_, img)) = lock(&self.recent).iter().find(|(i, _)| *i == id) {
-            // Retention may have dropped it from disk meanwhile; the store decides.
-            if lock(&self.store).entries.get(&id).is_some_and(|e| e.image_bytes.is_some()) {
-                return Ok(img.clone());
-            }
+            return Ok(img.clone());
         }
         let (path, taken) = {
             let s = lock(&self.store);
