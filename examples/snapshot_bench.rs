@@ -78,7 +78,10 @@ async fn load(url: String, rate: u64, secs: u64, basic: Option<String>) {
                 req = req.header("authorization", a);
             }
             let ok = match req.send().await {
-                Ok(r) => r.status().is_success() && r.bytes().await.is_ok_and(|b| b.starts_with(&[0xFF, 0xD8])),
+                Ok(r) => {
+                    r.status().is_success()
+                        && r.bytes().await.is_ok_and(|b| b.starts_with(&[0xFF, 0xD8]) || &b[..] == b"ok")
+                }
                 Err(_) => false,
             };
             // From the scheduled start: a late send counts against the server (no coordinated omission).
@@ -144,6 +147,9 @@ async fn orchestrate() {
     let bridge_doorbell_requests = sim.state.snapshot_requests.load(std::sync::atomic::Ordering::SeqCst) - before;
     let up = format!("{}:{}", sim.opts.username, sim.opts.password);
     let d = tokio::task::spawn_blocking(move || run_load(&doorbell_url, rate, secs, Some(&up))).await.unwrap();
+    // The floor of this machine: the same load at `/healthz` (same HTTP stack, a 2-byte body).
+    let health_url = format!("http://{http}/healthz");
+    let hz = tokio::task::spawn_blocking(move || run_load(&health_url, rate, secs, None)).await.unwrap();
     sim.state.snapshot.set(Mode::Ok, None);
 
     // Keyframe -> JPEG, 1536x2048, in this process.
@@ -183,7 +189,11 @@ async fn orchestrate() {
     println!();
     println!("| target | requests | errors | p50 ms | p90 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|---|");
-    for (name, v) in [("bridge `/api/snapshot.jpg` (cached)", &b), ("doorbell `/onvif/snapshot.jpg` (slow mode)", &d)] {
+    for (name, v) in [
+        ("bridge `/api/snapshot.jpg` (cached)", &b),
+        ("doorbell `/onvif/snapshot.jpg` (slow mode)", &d),
+        ("bridge `/healthz` (floor: no picture)", &hz),
+    ] {
         println!(
             "| {name} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
             v["requests"],
@@ -202,6 +212,7 @@ async fn orchestrate() {
         bridge_doorbell_requests,
         b["requests"]
     );
+    println!("picture size: {} bytes", snaps.latest().await.map(|i| i.bytes.len()).unwrap_or(0));
     println!();
     println!(
         "keyframe -> JPEG 1536x2048 (20 runs): wall p50 {:.1} ms, p95 {:.1} ms, min {:.1} ms; CPU {:.1} ms per picture",

@@ -77,6 +77,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<()> {
     println!("    press the button  curl -X POST {}/sim/ring", sim.url());
     println!("    motion            curl -X POST '{}/sim/motion?sensor=pir&state=on'", sim.url());
     println!("    reboot            curl -X POST {}/sim/reboot", sim.url());
+    println!("    snapshot URL      curl -X POST '{}/sim/snapshot?mode=slow&delay_ms=2000'  (ok|slow|fail|digest|basic|missing)", sim.url());
     println!("    its state         curl {}/sim/status", sim.url());
     println!();
     println!(
