@@ -495,3 +495,39 @@ async fn picture_at_motion_start_when_enabled() {
     task.await.unwrap();
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn press_on_simulated_doorbell_gets_its_picture_over_the_api() {
+    use doorbell_bridge::demo::{demo_config, DemoOptions};
+    use doorbell_bridge::events::Payload;
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DemoOptions { http_port: 0, rtsp_port: 0, sim_port: 0, data_dir: None };
+    let cfg = demo_config(&opts, &sim);
+    let app = doorbell_bridge::App::build(cfg, dir.path().to_path_buf()).await.unwrap();
+    app.snapshots.set_keyframe_source(keyframes());
+    let http = app.http_addr();
+    let coiot = app.coiot_addr().expect("unicast CoIoT port");
+    let mut sub = app.bus.subscribe(None);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(app.run(shutdown.clone()));
+    sim.set_coiot_target(coiot);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.ring();
+    let ring = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Payload::Ring(r) = &sub.rx.recv().await.unwrap().payload {
+                return r.clone();
+            }
+        }
+    })
+    .await
+    .expect("a ring event");
+    // Asked at once, as a phone notification would.
+    let r = reqwest::get(format!("http://{http}{}", ring.snapshot)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    is_jpeg_of(&r.bytes().await.unwrap(), 1536, 2048);
+    shutdown.cancel();
+    let _ = run.await;
+    sim.stop().await;
+}
