@@ -445,14 +445,19 @@ impl Snapshots {
         self.taken.notify_waiters();
         self.counters.ring_images.fetch_add(1, Relaxed);
         let taken = crate::events::now_string(img.taken);
-        let ok = self.with_store(move |s| s.put_image(id, &img.bytes, origin, &taken)).await;
+        let (ok, on_disk) = self
+            .with_store(move |s| {
+                let ok = s.put_image(id, &img.bytes, origin, &taken);
+                let on_disk: std::collections::BTreeSet<u64> =
+                    s.entries.values().filter(|e| e.image_bytes.is_some()).map(|e| e.id).collect();
+                (ok, on_disk)
+            })
+            .await;
         if !ok {
             self.counters.disk_errors.fetch_add(1, Relaxed);
         }
         // Pictures retention dropped from disk go from memory too (the one the disk refused stays).
-        let store = lock(&self.store);
-        lock(&self.recent)
-            .retain(|(i, _)| (*i == id && !ok) || store.entries.get(i).is_some_and(|e| e.image_bytes.is_some()));
+        lock(&self.recent).retain(|(i, _)| (*i == id && !ok) || on_disk.contains(i));
     }
 
     fn ring_ready(&self, id: u64) {
@@ -469,7 +474,7 @@ impl Snapshots {
             match self.ring_image_now(id).await {
                 Ok(img) => return Ok(img),
                 Err(e) => {
-                    let in_store = lock(&self.store).entries.contains_key(&id);
+                    let in_store = self.with_store(move |s| s.entries.contains_key(&id)).await;
                     // Also the instant between the ring event and its picture task starting.
                     let just_rung = !in_store && self.bus.state().last_ring.is_some_and(|r| r.id == id);
                     if !(lock(&self.pending).contains(&id) || just_rung) {
@@ -488,11 +493,14 @@ impl Snapshots {
         if let Some((_, img)) = lock(&self.recent).iter().find(|(i, _)| *i == id) {
             return Ok(img.clone());
         }
-        let (path, taken) = {
-            let s = lock(&self.store);
-            let e = s.entries.get(&id).filter(|e| e.image_bytes.is_some()).ok_or_else(not_found)?;
-            (s.image_path(id), e.taken.clone())
-        };
+        // Through a blocking thread: the store's lock is held while a picture is synced to disk.
+        let (path, taken) = self
+            .with_store(move |s| {
+                let e = s.entries.get(&id).filter(|e| e.image_bytes.is_some())?;
+                Some((s.image_path(id), e.taken.clone()))
+            })
+            .await
+            .ok_or_else(not_found)?;
         let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
         let taken = taken
             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
