@@ -218,6 +218,8 @@ impl Snapshots {
         match self.refresh(since, wait_interval).await {
             Ok(img) => Ok(img),
             Err(e) => match self.keyframe_image().await {
+                // A keyframe older than the cached picture (stream stalled) does not replace it.
+                Some(img) if self.cached().is_some_and(|(c, _)| c.taken > img.taken) => Err(e),
                 Some(img) => {
                     self.set_latest(img.clone());
                     Ok(img)
