@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod media;
 pub mod ring;
+pub mod rtsp;
 pub mod sim;
 pub mod snapshot;
 
@@ -35,6 +36,8 @@ pub struct App {
     pub snapshots: Arc<Snapshots>,
     http: TcpListener,
     coiot: Vec<UdpSocket>,
+    pub rtsp_hub: Arc<rtsp::Hub>,
+    rtsp: TcpListener,
 }
 
 async fn bind_tcp(ip: IpAddr, port: u16, what: &str) -> Result<TcpListener> {
@@ -62,11 +65,18 @@ impl App {
             .map_err(|_| Error::new(ErrorKind::Config, "server.bind is not an IP address"))?;
         let http = bind_tcp(ip, config.server.http_port, "the HTTP API").await?;
         let coiot = ring::bind_coiot(&config).await?;
-        Ok(App { config, data_dir, bus, access, snapshots, http, coiot })
+        let rtsp = bind_tcp(ip, config.server.rtsp_port, "RTSP").await?;
+        let rtsp_hub = rtsp::Hub::new(&config);
+        bus.add_status_source(rtsp_hub.clone());
+        Ok(App { config, data_dir, bus, access, snapshots, http, coiot, rtsp_hub, rtsp })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http.local_addr().expect("bound socket has an address")
+    }
+
+    pub fn rtsp_addr(&self) -> SocketAddr {
+        self.rtsp.local_addr().expect("bound socket has an address")
     }
 
     /// The unicast CoIoT socket's address, when one is configured.
@@ -76,8 +86,11 @@ impl App {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        let App { config, bus, access, snapshots, http, coiot, .. } = self;
+        let App { config, bus, access, snapshots, http, coiot, rtsp_hub, rtsp, .. } = self;
         let mut tasks = tokio::task::JoinSet::new();
+
+        snapshots.set_keyframe_source(rtsp_hub.clone());
+        tasks.spawn(rtsp::run(config.clone(), rtsp_hub, access.clone(), rtsp, shutdown.clone()));
 
         let sink = ring::RingSink { bus: bus.clone(), snapshots: snapshots.clone() };
         tasks.spawn(ring::run_coiot(config.clone(), coiot, sink, shutdown.clone()));
