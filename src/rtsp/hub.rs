@@ -70,7 +70,10 @@ impl UpstreamState {
 
 struct Queue {
     frames: VecDeque<Arc<Frame>>,
+    /// Waiting for a keyframe before queueing anything.
     skipping: bool,
+    /// The wait is because this viewer fell behind (counted), not because it just joined.
+    lagged: bool,
     limit: usize,
 }
 
@@ -93,30 +96,34 @@ impl Viewer {
         out.extend(self.lock().frames.drain(..));
     }
 
-    /// Queues a frame; false when the viewer skipped it.
-    fn push(&self, f: &Arc<Frame>) -> bool {
+    /// Queues a frame; returns (queued, frames this viewer lost just now).
+    fn push(&self, f: &Arc<Frame>) -> (bool, u64) {
         let mut q = self.lock();
         if q.skipping {
             if !f.key {
-                self.skipped.fetch_add(1, Ordering::Relaxed);
-                return false;
+                let lost = q.lagged as u64;
+                self.skipped.fetch_add(lost, Ordering::Relaxed);
+                return (false, lost);
             }
             q.skipping = false;
+            q.lagged = false;
         }
+        let mut lost = 0;
         if q.frames.len() >= q.limit {
             // Too far behind: drop what waits and resume at a keyframe (this one, or the next).
-            let lost = q.frames.len() as u64;
+            lost = q.frames.len() as u64;
             q.frames.clear();
             q.limit = VIEWER_QUEUE_FRAMES;
-            self.skipped.fetch_add(lost, Ordering::Relaxed);
             if !f.key {
                 q.skipping = true;
-                self.skipped.fetch_add(1, Ordering::Relaxed);
-                return false;
+                q.lagged = true;
+                self.skipped.fetch_add(lost + 1, Ordering::Relaxed);
+                return (false, lost + 1);
             }
+            self.skipped.fetch_add(lost, Ordering::Relaxed);
         }
         q.frames.push_back(f.clone());
-        true
+        (true, lost)
     }
 
     fn skip_to_keyframe(&self) {
@@ -198,7 +205,6 @@ impl Drop for Subscription {
         let mut g = self.hub.lock();
         g.viewers.retain(|v| !Arc::ptr_eq(v, &self.viewer));
         self.hub.stats.clients.store(g.viewers.len(), Ordering::Relaxed);
-        self.hub.stats.drops.fetch_add(self.viewer.skipped.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
@@ -388,14 +394,17 @@ impl StreamHub {
                 g.gop.push(f.clone());
             }
         }
-        let mut out = 0u64;
+        let (mut out, mut dropped) = (0u64, 0u64);
         for v in &g.viewers {
-            if v.push(&f) {
+            let (queued, lost) = v.push(&f);
+            dropped += lost;
+            if queued {
                 out += f.bytes as u64;
                 v.notify.notify_one();
             }
         }
         self.stats.bytes_out.fetch_add(out, Ordering::Relaxed);
+        self.stats.drops.fetch_add(dropped, Ordering::Relaxed);
     }
 
     /// Joins a viewer: its queue starts with the GOP cache, so its first frame is a keyframe.
@@ -404,7 +413,12 @@ impl StreamHub {
         let gop: VecDeque<Arc<Frame>> = g.gop.iter().cloned().collect();
         let first = gop.front().map(|f| (f.seq, f.ts));
         let viewer = Arc::new(Viewer {
-            queue: Mutex::new(Queue { skipping: gop.is_empty(), limit: gop.len() + VIEWER_QUEUE_FRAMES, frames: gop }),
+            queue: Mutex::new(Queue {
+                skipping: gop.is_empty(),
+                lagged: false,
+                limit: gop.len() + VIEWER_QUEUE_FRAMES,
+                frames: gop,
+            }),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
             skipped: AtomicU64::new(0),

@@ -250,7 +250,7 @@ fn answer(
             (r(200, &h, sdp.as_bytes()), false)
         }
         "SETUP" => {
-            let Ok(ch) = codec::tcp_interleaved(req.header("Transport").unwrap_or("")) else {
+            let Some(ch) = codec::tcp_interleaved(req.header("Transport").unwrap_or("")) else {
                 return (r(461, &[], b""), false);
             };
             if sess.is_none() {

@@ -192,8 +192,8 @@ pub fn uri_path(uri: &str) -> &str {
 }
 
 /// `interleaved=a-b` of a `Transport` header value when it asks for RTP over TCP.
-/// `Ok(None)`: TCP without channels (we pick). `Err(())`: not TCP.
-pub fn tcp_interleaved(transport: &str) -> Result<Option<(u8, u8)>, ()> {
+/// `Some(None)`: TCP without channels (we pick). `None`: not TCP (or unreadable channels).
+pub fn tcp_interleaved(transport: &str) -> Option<Option<(u8, u8)>> {
     // Clients may offer several transports separated by commas; take the first TCP one.
     for t in transport.split(',') {
         let mut parts = t.split(';').map(str::trim);
@@ -204,14 +204,14 @@ pub fn tcp_interleaved(transport: &str) -> Result<Option<(u8, u8)>, ()> {
         for p in parts {
             if let Some(v) = p.strip_prefix("interleaved=") {
                 let (a, b) = v.split_once('-').unwrap_or((v, ""));
-                let a: u8 = a.trim().parse().map_err(|_| ())?;
+                let a: u8 = a.trim().parse().ok()?;
                 let b: u8 = b.trim().parse().unwrap_or(a.wrapping_add(1));
-                return Ok(Some((a, b)));
+                return Some(Some((a, b)));
             }
         }
-        return Ok(None);
+        return Some(None);
     }
-    Err(())
+    None
 }
 
 #[cfg(test)]
@@ -247,9 +247,9 @@ mod tests {
 
     #[test]
     fn transports() {
-        assert_eq!(tcp_interleaved("RTP/AVP/TCP;unicast;interleaved=2-3"), Ok(Some((2, 3))));
-        assert_eq!(tcp_interleaved("RTP/AVP;unicast;client_port=5000-5001"), Err(()));
-        assert_eq!(tcp_interleaved("RTP/AVP;unicast;client_port=1-2,RTP/AVP/TCP;unicast"), Ok(None));
+        assert_eq!(tcp_interleaved("RTP/AVP/TCP;unicast;interleaved=2-3"), Some(Some((2, 3))));
+        assert_eq!(tcp_interleaved("RTP/AVP;unicast;client_port=5000-5001"), None);
+        assert_eq!(tcp_interleaved("RTP/AVP;unicast;client_port=1-2,RTP/AVP/TCP;unicast"), Some(None));
         assert_eq!(uri_path("rtsp://h:1/main/trackID=0"), "/main/trackID=0");
         assert_eq!(uri_path("rtsp://h:1"), "/");
     }
@@ -274,7 +274,7 @@ mod tests {
             let (item, used) = parse(text.as_bytes()).unwrap().unwrap();
             prop_assert_eq!(used, text.len());
             let Item::Request(r) = item else { unreachable!() };
-            prop_assert_eq!(r.method, method);
+            prop_assert_eq!(&r.method, &method);
             prop_assert_eq!(r.cseq().map(str::to_string), Some(cseq.to_string()));
         }
     }

@@ -156,7 +156,7 @@ async fn handle(st: &mut State, ctx: &ServerCtx, tx: &mpsc::Sender<Out>, req: Re
                 let _ = tx.send(respond(459, &[], b"")).await;
                 return false;
             }
-            let Ok(ch) = codec::tcp_interleaved(req.header("Transport").unwrap_or("")) else {
+            let Some(ch) = codec::tcp_interleaved(req.header("Transport").unwrap_or("")) else {
                 // RTP over the RTSP connection only; a UDP client retries with TCP.
                 let _ = tx.send(respond(461, &[], b"")).await;
                 return false;
