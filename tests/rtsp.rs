@@ -26,6 +26,7 @@ struct Rig {
     http: SocketAddr,
     shutdown: CancellationToken,
     app: tokio::task::JoinHandle<()>,
+    hub: std::sync::Arc<doorbell_bridge::rtsp::Hub>,
     _dir: tempfile::TempDir,
 }
 
@@ -40,13 +41,13 @@ impl Rig {
         tweak(&mut cfg);
         let dir = tempfile::tempdir().unwrap();
         let app = App::build(cfg, dir.path().to_path_buf()).await.unwrap();
-        let (rtsp, http) = (app.rtsp_addr(), app.http_addr());
+        let (rtsp, http, hub) = (app.rtsp_addr(), app.http_addr(), app.rtsp_hub.clone());
         let shutdown = CancellationToken::new();
         let sd = shutdown.clone();
         let app = tokio::spawn(async move {
             let _ = app.run(sd).await;
         });
-        Rig { sim, rtsp, http, shutdown, app, _dir: dir }
+        Rig { sim, rtsp, http, shutdown, app, hub, _dir: dir }
     }
 
     fn url(&self, stream: &str) -> String {
@@ -320,6 +321,17 @@ async fn real_clients_play_and_a_new_viewer_starts_at_a_keyframe() {
 
     // One session on the doorbell for all of them.
     assert_eq!(sim_status(&rig.sim).await["rtsp_sessions_peak"], 1);
+
+    // The snapshot side gets the cached keyframe as Annex B that decodes on its own.
+    use doorbell_bridge::media::KeyframeSource;
+    use openh264::formats::YUVSource;
+    let kf = rig.hub.latest_keyframe("main").expect("a keyframe is cached");
+    assert_eq!(kf.codec, VideoCodec::H264);
+    assert_eq!(&kf.annexb[..5], &[0, 0, 0, 1, 0x67]);
+    let mut dec = openh264::decoder::Decoder::new().unwrap();
+    let pic = dec.decode(&kf.annexb).unwrap().expect("one picture from the keyframe alone");
+    assert_eq!(pic.dimensions(), (1536, 2048));
+    assert!(rig.hub.latest_keyframe("sub").is_none(), "sub is on-demand and nobody watched it");
     rig.stop().await;
 }
 

@@ -269,6 +269,28 @@ mod tests {
         }
 
         #[test]
+        fn a_stream_cut_anywhere_parses_the_same(chunk in 1usize..40, n in 1usize..6, payload in proptest::collection::vec(any::<u8>(), 0..300)) {
+            // Requests and interleaved frames back to back, delivered in pieces.
+            let mut stream = Vec::new();
+            for i in 0..n {
+                stream.extend_from_slice(format!("GET_PARAMETER rtsp://h/main RTSP/1.0\r\nCSeq: {i}\r\n\r\n").as_bytes());
+                put_interleaved(&mut stream, 1, &payload);
+            }
+            let mut buf = Vec::new();
+            let mut items = Vec::new();
+            for piece in stream.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                while let Some((item, used)) = parse(&buf).unwrap() {
+                    buf.drain(..used);
+                    items.push(item);
+                }
+            }
+            prop_assert!(buf.is_empty());
+            prop_assert_eq!(items.len(), 2 * n);
+            prop_assert_eq!(&items[1], &Item::Interleaved { channel: 1, data: payload.clone() });
+        }
+
+        #[test]
         fn requests_round_trip(method in "[A-Z_]{1,12}", path in "/[a-z0-9/]{0,20}", cseq in 0u32..100000) {
             let text = format!("{method} rtsp://h{path} RTSP/1.0\r\nCSeq: {cseq}\r\n\r\n");
             let (item, used) = parse(text.as_bytes()).unwrap().unwrap();
