@@ -10,9 +10,19 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A value that must never appear in logs, errors or diagnostics.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    /// A code such as `123456` written without quotes in YAML is still a code.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Secret(s)),
+            serde_json::Value::Number(n) => Ok(Secret(n.to_string())),
+            _ => Err(serde::de::Error::custom("expected a string")),
+        }
+    }
+}
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
@@ -544,22 +554,25 @@ impl Config {
 }
 
 /// serde's messages quote the offending value (`invalid type: string "ABCDEF"`); a value may be a
-/// secret, so anything quoted in double quotes is dropped.
+/// secret, so values are dropped from every message but those naming a key.
 fn redact_values(msg: &str) -> String {
+    if msg.starts_with("unknown field") || msg.starts_with("missing field") {
+        return msg.to_string();
+    }
     let mut out = String::with_capacity(msg.len());
-    let mut in_quote = false;
+    let mut quote: Option<char> = None;
     for c in msg.chars() {
-        match (c, in_quote) {
-            ('"', false) => {
-                in_quote = true;
-                out.push_str("a value");
+        match (c, quote) {
+            ('"' | '`', None) => {
+                quote = Some(c);
+                out.push_str("(value hidden)");
             }
-            ('"', true) => in_quote = false,
-            (_, true) => {}
-            (c, false) => out.push(c),
+            (c, Some(q)) if c == q => quote = None,
+            (_, Some(_)) => {}
+            (c, None) => out.push(c),
         }
     }
-    out.replace("a value a value", "a value")
+    out
 }
 
 /// Removes the key a deserialisation error points at so the next pass can find the next problem.
@@ -605,5 +618,48 @@ fn remove_at(root: &mut serde_json::Value, path: &str, why: &str) -> bool {
     match (cur, last) {
         (serde_json::Value::Object(m), Some(last)) => m.remove(last).is_some(),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn example_file_is_valid() {
+        let text = include_str!("../doorbell-bridge.example.yaml");
+        let cfg = Config::parse(text).unwrap_or_else(|p| panic!("{p}"));
+        assert_eq!(cfg.doorbell.host, "192.0.2.10");
+    }
+
+    #[test]
+    fn all_problems_at_once() {
+        let p = Config::parse("doorbell: {rtsp_port: x, extra: 1}\nserver: {bind: nowhere}\nlog_level: loud\n")
+            .unwrap_err();
+        let paths: Vec<&str> = p.0.iter().map(|p| p.path.as_str()).collect();
+        for want in ["doorbell.rtsp_port", "doorbell.extra", "server.bind", "log_level", "doorbell.host"] {
+            assert!(paths.contains(&want), "{want} not in {paths:?}");
+        }
+    }
+
+    #[test]
+    fn numeric_code_is_a_secret_too() {
+        let cfg = Config::parse("doorbell: {host: h, password: 123456}").unwrap();
+        assert_eq!(cfg.doorbell.password.expose(), "123456");
+        let p = Config::parse("doorbell: {host: h, password: [1]}\nserver: {http_port: 123456}").unwrap_err();
+        assert!(!p.to_string().contains("123456"), "{p}");
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in ".{0,300}") {
+            let _ = Config::parse(&s);
+        }
+
+        #[test]
+        fn parse_never_panics_on_yaml_like(s in "[a-z_]{1,10}: *(\\{[a-z_]{1,8}: *[a-z0-9\\[\\]{}]{0,6}\\}|[a-z0-9]{0,6})\n{0,3}") {
+            let _ = Config::parse(&s);
+        }
     }
 }
