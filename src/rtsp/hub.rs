@@ -29,6 +29,9 @@ pub const GOP_MAX_BYTES: usize = 16 << 20;
 #[derive(Debug)]
 pub struct Frame {
     pub packets: Vec<Bytes>,
+    /// The packets framed for interleaved channel 0 (what nearly every viewer uses), built once
+    /// so each viewer's write is a plain copy-free send.
+    pub wire: Bytes,
     pub key: bool,
     pub seq: u16,
     pub ts: u32,
@@ -371,8 +374,13 @@ impl StreamHub {
         }
         let packets = std::mem::take(&mut g.pending);
         let bytes = packets.iter().map(|p| p.len() + 4).sum();
+        let mut wire = Vec::with_capacity(bytes);
+        for p in &packets {
+            crate::rtsp::server::codec::put_interleaved(&mut wire, 0, p);
+        }
         let f = Arc::new(Frame {
             packets,
+            wire: Bytes::from(wire),
             key: g.pending_key,
             seq: g.pending_seq,
             ts: g.pending_ts.take().unwrap_or(0),

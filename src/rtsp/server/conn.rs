@@ -241,12 +241,23 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: 
             v.take(&mut frames);
             if !frames.is_empty() {
                 buf.clear();
-                for f in frames.drain(..) {
-                    for p in &f.packets {
-                        codec::put_interleaved(&mut buf, *ch, p);
+                let data: &[u8] = if *ch == 0 && frames.len() == 1 {
+                    &frames[0].wire
+                } else {
+                    for f in &frames {
+                        if *ch == 0 {
+                            buf.extend_from_slice(&f.wire);
+                        } else {
+                            for p in &f.packets {
+                                codec::put_interleaved(&mut buf, *ch, p);
+                            }
+                        }
                     }
-                }
-                match tokio::time::timeout(stall, wr.write_all(&buf)).await {
+                    &buf
+                };
+                let r = tokio::time::timeout(stall, wr.write_all(data)).await;
+                frames.clear();
+                match r {
                     Ok(Ok(())) => continue,
                     Ok(Err(_)) => break,
                     Err(_) => {
