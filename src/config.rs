@@ -266,6 +266,9 @@ pub struct CoiotConfig {
     /// Join 224.0.1.187:5683 (coexists with Home Assistant's Shelly integration).
     pub multicast: bool,
     /// Also listen for unicast status on this UDP port (set it as the Shelly's "CoIoT peer").
+    /// A Gen1 Shelly has ONE unicast peer slot: pointing it here takes it from Home Assistant (whose
+    /// integration then relies on multicast or polling). With two sockets on UDP 5683, unicast only
+    /// reaches the one bound last, so use a port of its own (e.g. 5684), not 5683.
     pub unicast_port: Option<u16>,
     /// Address the unicast socket binds to.
     pub unicast_bind: String,
@@ -310,6 +313,9 @@ pub struct MqttConfig {
     pub generic_payload: Option<String>,
     /// ...or a JSON field (dotted path) and the value that means "pressed".
     pub generic_json_field: Option<String>,
+    /// The payload (or JSON field value) that means "released". Unset with a plain payload: every
+    /// pressed payload is a press of its own (DNS-based detectors, `{action:"pressed"}`).
+    pub generic_off_payload: Option<String>,
 }
 
 impl Default for MqttConfig {
@@ -327,6 +333,7 @@ impl Default for MqttConfig {
             generic_topic: None,
             generic_payload: None,
             generic_json_field: None,
+            generic_off_payload: None,
         }
     }
 }
@@ -338,13 +345,25 @@ pub struct RingConfig {
     pub min_gap_ms: u64,
     /// How long the `ring` sensor stays on when the input's release is never seen.
     pub pressed_max_secs: u64,
-    /// Optional "DNS method": ring when the doorbell looks up one of these names.
+    /// Optional "DNS method": ring when the doorbell looks up one of these names
+    /// (e.g. `alarm.eu.s3.amazonaws.com`, `alarm.use.s3.amazonaws.com`).
     pub dns_names: Vec<String>,
+    /// The DNS method's small forwarding resolver listens here (`IP:PORT`); point the doorbell's
+    /// DNS server at it (DHCP or the router). Off when unset.
+    pub dns_listen: Option<String>,
+    /// Where the resolver forwards every query (`IP:PORT`, e.g. the router `192.0.2.1:53`).
+    pub dns_upstream: Option<String>,
 }
 
 impl Default for RingConfig {
     fn default() -> Self {
-        RingConfig { min_gap_ms: 3000, pressed_max_secs: 10, dns_names: Vec::new() }
+        RingConfig {
+            min_gap_ms: 3000,
+            pressed_max_secs: 10,
+            dns_names: Vec::new(),
+            dns_listen: None,
+            dns_upstream: None,
+        }
     }
 }
 
@@ -535,6 +554,21 @@ impl Config {
             && self.mqtt.generic_json_field.is_none()
         {
             bad("mqtt.generic_payload", "set generic_payload or generic_json_field with generic_topic");
+        }
+        if self.mqtt.generic_json_field.is_some() && self.mqtt.generic_payload.is_none() {
+            bad("mqtt.generic_payload", "the value of generic_json_field that means pressed, e.g. ON or false");
+        }
+        if let Some(l) = &self.ring.dns_listen {
+            if l.parse::<std::net::SocketAddr>().is_err() {
+                bad("ring.dns_listen", "must be IP:PORT, e.g. 0.0.0.0:53");
+            }
+            match &self.ring.dns_upstream {
+                Some(u) if u.parse::<std::net::SocketAddr>().is_ok() => {}
+                _ => bad("ring.dns_upstream", "required with dns_listen: IP:PORT of the real DNS server"),
+            }
+            if self.ring.dns_names.is_empty() {
+                bad("ring.dns_names", "required with dns_listen: the names a press looks up");
+            }
         }
         if self.snapshot.timeout_secs == 0 {
             bad("snapshot.timeout_secs", "must be at least 1");
