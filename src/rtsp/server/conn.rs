@@ -28,6 +28,8 @@ pub const DESCRIBE_WAIT: Duration = Duration::from_secs(10);
 /// Send buffer per viewer: small enough that a viewer who stops reading is noticed in seconds.
 pub const SEND_BUFFER: usize = 256 * 1024;
 const REALM: &str = "Doorbell Bridge";
+/// Batch buffer capacity a viewer keeps between writes.
+const BATCH_KEEP: usize = 64 * 1024;
 
 enum Out {
     Bytes(Vec<u8>),
@@ -257,6 +259,10 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: 
                 };
                 let r = tokio::time::timeout(stall, wr.write_all(data)).await;
                 frames.clear();
+                if buf.capacity() > BATCH_KEEP {
+                    // The GOP burst at PLAY is large and happens once: don't keep its buffer per viewer.
+                    buf = Vec::new();
+                }
                 match r {
                     Ok(Ok(())) => continue,
                     Ok(Err(_)) => break,
