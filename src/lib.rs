@@ -88,6 +88,7 @@ impl App {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let onvif_state = self.data_dir.join(onvif::STATE_FILE);
         let App { config, bus, access, snapshots, http, coiot, rtsp_hub, rtsp, .. } = self;
         let mut tasks = tokio::task::JoinSet::new();
 
@@ -110,7 +111,7 @@ impl App {
 
         let mut commands: Option<Arc<dyn api::Commands>> = None;
         if config.onvif.enabled && !config.doorbell.host.is_empty() {
-            commands = Some(onvif::start(&config, bus.clone(), shutdown.clone(), &mut tasks)?);
+            commands = Some(onvif::start(&config, onvif_state, bus.clone(), shutdown.clone(), &mut tasks)?);
         }
 
         let state = api::ApiState {
