@@ -5,6 +5,7 @@
 
 pub mod image;
 pub mod onvif;
+pub mod rtsp;
 pub mod shelly;
 pub mod snapshot;
 
@@ -87,6 +88,8 @@ pub struct SimState {
 
 pub struct Sim {
     pub http_addr: SocketAddr,
+    /// The simulated doorbell's RTSP server (`opts.rtsp_port`, or an ephemeral port for 0).
+    pub rtsp_addr: SocketAddr,
     pub state: Arc<SimState>,
     pub opts: SimOptions,
     presses: tokio::sync::mpsc::UnboundedSender<shelly::Cmd>,
@@ -124,7 +127,9 @@ impl Sim {
         }));
         let sock = tokio::net::UdpSocket::bind(SocketAddr::new(opts.bind, 0)).await?;
         tasks.push(tokio::spawn(shelly::run(opts.clone(), state.clone(), sock, prx, shutdown.clone())));
-        Ok(Sim { http_addr, state, opts, presses: ptx, shutdown, tasks })
+        let (rtsp_addr, rtsp_task) = rtsp::start(&opts, state.clone(), shutdown.clone()).await?;
+        tasks.push(rtsp_task);
+        Ok(Sim { http_addr, rtsp_addr, state, opts, presses: ptx, shutdown, tasks })
     }
 
     pub fn set_coiot_target(&self, target: SocketAddr) {
@@ -137,6 +142,10 @@ impl Sim {
     pub fn ring(&self) {
         self.state.rings.fetch_add(1, Ordering::SeqCst);
         let _ = self.presses.send(shelly::Cmd::Press);
+    }
+
+    pub fn rtsp_addr(&self) -> SocketAddr {
+        self.rtsp_addr
     }
 
     pub fn url(&self) -> String {
