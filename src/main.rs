@@ -200,7 +200,7 @@ fn main() -> ExitCode {
                     let payload = supervisor::discovery_payload(
                         &host,
                         app.http_addr().port(),
-                        app.config.server.rtsp_port,
+                        app.rtsp_addr().port(),
                         &app.access,
                     );
                     tracing::info!(
