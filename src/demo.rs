@@ -17,11 +17,22 @@ pub struct DemoOptions {
     /// The simulator's control/ONVIF port; its RTSP uses the next port, CoIoT the one after.
     pub sim_port: u16,
     pub data_dir: Option<PathBuf>,
+    /// Overrides `ring.min_gap_ms` (the end-to-end benchmark presses faster than a person would).
+    pub ring_min_gap_ms: Option<u64>,
+    /// Loopback clients need the API token too (to exercise authentication from loopback).
+    pub require_token: bool,
 }
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions { http_port: 8565, rtsp_port: 8564, sim_port: 8580, data_dir: None }
+        DemoOptions {
+            http_port: 8565,
+            rtsp_port: 8564,
+            sim_port: 8580,
+            data_dir: None,
+            ring_min_gap_ms: None,
+            require_token: false,
+        }
     }
 }
 
@@ -40,6 +51,12 @@ pub fn demo_config(opts: &DemoOptions, sim: &Sim) -> Config {
     cfg.coiot.multicast = false;
     cfg.coiot.unicast_bind = "127.0.0.1".into();
     cfg.coiot.unicast_port = Some(if opts.sim_port == 0 { 0 } else { opts.sim_port + 2 });
+    if let Some(gap) = opts.ring_min_gap_ms {
+        cfg.ring.min_gap_ms = gap;
+    }
+    if opts.require_token {
+        cfg.server.trust_loopback = false;
+    }
     cfg
 }
 

@@ -47,6 +47,24 @@ async fn bind_tcp(ip: IpAddr, port: u16, what: &str) -> Result<TcpListener> {
     })
 }
 
+/// File in the data dir holding the bridge's stable id (`/api/status` `bridge_id`).
+pub const BRIDGE_ID_FILE: &str = "bridge_id";
+
+/// The bridge's id: generated once, then read back, so it survives restarts and updates.
+fn bridge_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join(BRIDGE_ID_FILE);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Ok(s.to_string());
+        }
+    }
+    let id = access::random_token(8).chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>();
+    std::fs::write(&path, &id)
+        .map_err(|e| Error::wrap(ErrorKind::Io, format!("cannot write {}", path.display()), e))?;
+    Ok(id)
+}
+
 impl App {
     pub async fn build(config: Config, data_dir: PathBuf) -> Result<App> {
         std::fs::create_dir_all(&data_dir).map_err(|e| {
@@ -54,6 +72,7 @@ impl App {
         })?;
         let access = Arc::new(Access::resolve(&config, &data_dir)?);
         let bus = Bus::new();
+        bus.set_bridge_id(bridge_id(&data_dir)?);
         let snapshots = Arc::new(Snapshots::new(&config));
         let ip: IpAddr = config
             .server

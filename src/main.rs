@@ -35,6 +35,12 @@ enum Command {
         sim_port: u16,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Shortest time between two rings (default: the configuration's ring.min_gap_ms).
+        #[arg(long)]
+        ring_min_gap_ms: Option<u64>,
+        /// Loopback clients need the API token too.
+        #[arg(long)]
+        require_token: bool,
     },
     /// Validate a configuration file: exit 0, or print every problem and exit 2.
     CheckConfig { path: PathBuf },
@@ -105,10 +111,10 @@ fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match cli.command {
-            Some(Command::Demo { http_port, rtsp_port, sim_port, data_dir }) => {
+            Some(Command::Demo { http_port, rtsp_port, sim_port, data_dir, ring_min_gap_ms, require_token }) => {
                 init_logging("info");
                 let token = shutdown_on_signals();
-                let opts = DemoOptions { http_port, rtsp_port, sim_port, data_dir };
+                let opts = DemoOptions { http_port, rtsp_port, sim_port, data_dir, ring_min_gap_ms, require_token };
                 match doorbell_bridge::demo::run(opts, token).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => exit_for(&e),
