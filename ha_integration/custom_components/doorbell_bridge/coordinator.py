@@ -26,6 +26,9 @@ from .const import BACKOFF_MAX, BACKOFF_MIN, DOMAIN
 
 _LOGGER = logging.getLogger(__name__)
 
+# Delay of the first retry after a stream that was up dropped.
+QUICK_RETRY = 0.2
+
 # How many ring keys we remember for de-duplication (rings are rare; this is hours of them).
 SEEN_RINGS = 256
 
@@ -94,6 +97,7 @@ class DoorbellBridgeCoordinator(DataUpdateCoordinator[dict[str, Any]]):
         self.reconnects = 0
         self.rings_fired = 0
         self.rings_dropped_late = 0
+        self.rings_repeated = 0
         self._seen: deque[tuple[int, str]] = deque(maxlen=SEEN_RINGS)
         self._ring_listeners: list[Callable[[Ring], None]] = []
         self._lost_logged = False
@@ -137,17 +141,21 @@ class DoorbellBridgeCoordinator(DataUpdateCoordinator[dict[str, Any]]):
         while True:
             try:
                 await self._run_once()
-                backoff = BACKOFF_MIN
             except BridgeAuthError as err:
                 # A new token comes with rediscovery or reconfigure; until then, retry slowly.
+                self.connected = False
                 self._set_lost(err)
                 backoff = BACKOFF_MAX
             except BridgeError as err:
-                # A stream that delivered events and then dropped reconnects at once.
                 if self.connected:
+                    # A stream that was up dropped: one quick retry before anyone is told, so a
+                    # blip does not flap every entity to unavailable and back.
+                    self.connected = False
+                    self.reconnects += 1
                     backoff = BACKOFF_MIN
+                    await asyncio.sleep(QUICK_RETRY)
+                    continue
                 self._set_lost(err)
-            self.connected = False
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
             self.reconnects += 1
@@ -206,6 +214,7 @@ class DoorbellBridgeCoordinator(DataUpdateCoordinator[dict[str, Any]]):
     @callback
     def _ring(self, ring: Ring) -> None:
         if ring.key in self._seen:
+            self.rings_repeated += 1
             return
         self._seen.append(ring.key)
         at = dt_util.parse_datetime(ring.at)

@@ -30,6 +30,7 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: Doorbel
             "reconnects": coordinator.reconnects,
             "rings_fired": coordinator.rings_fired,
             "rings_dropped_late": coordinator.rings_dropped_late,
+            "rings_repeated": coordinator.rings_repeated,
             "available": coordinator.last_update_success,
         },
         "status": async_redact_data(coordinator.data or {}, TO_REDACT),
