@@ -120,3 +120,23 @@ impl App {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod bridge_id_tests {
+    use super::*;
+
+    #[test]
+    fn generated_once_then_kept() {
+        let dir = std::env::temp_dir().join(format!("doorbell-bridge-id-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = bridge_id(&dir).unwrap();
+        assert!(a.len() >= 8 && a.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(bridge_id(&dir).unwrap(), a);
+        // A damaged file is replaced rather than served.
+        std::fs::write(dir.join(BRIDGE_ID_FILE), "bad id\n\0").unwrap();
+        let b = bridge_id(&dir).unwrap();
+        assert_ne!(b, a);
+        assert!(b.bytes().all(|c| c.is_ascii_alphanumeric()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

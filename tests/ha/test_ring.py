@@ -142,3 +142,31 @@ async def test_restart_does_not_refire(hass: HomeAssistant, start_bridge) -> Non
     await asyncio.sleep(1.0)
     assert len(fired) == 1
     await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_ring_picture_through_home_assistant(hass: HomeAssistant, start_bridge, hass_client, hass_client_no_auth) -> None:
+    """The `picture` attribute is a Home Assistant URL (reachable by the phone app, with its
+    login) that serves the ring's JPEG from the bridge; without login it is refused."""
+    bridge = start_bridge(extra=["--ring-min-gap-ms", "0"])
+    entry = entry_for(bridge)
+    await setup(hass, entry)
+    await connected(hass, entry)
+    fired = record_rings(hass, entity_id(hass, "event", "ring", entry))
+    await press(bridge)
+    await wait_for(lambda: len(fired) == 1, what="ring")
+    url = fired[0]["picture"]
+    client = await hass_client()
+    status, body = 0, b""
+    for _ in range(50):
+        resp = await client.get(url)
+        status, body = resp.status, await resp.read()
+        if status == 200:
+            break
+        await asyncio.sleep(0.2)
+    assert status == 200, status
+    assert body[:2] == b"\xff\xd8"
+    anon = await hass_client_no_auth()
+    assert (await anon.get(url)).status == 401
+    assert (await client.get(f"/api/doorbell_bridge/{entry.entry_id}/rings/999999.jpg")).status == 404
+    assert (await client.get("/api/doorbell_bridge/nope/rings/1.jpg")).status == 404
+    await hass.config_entries.async_unload(entry.entry_id)
