@@ -109,9 +109,7 @@ def start_bridge(tmp_path: Path, socket_enabled: None) -> Iterator[Callable[...,
     """Starts bridges on ephemeral ports; all are stopped at the end of the test."""
     started: list[Bridge] = []
 
-    def start(
-        name: str = "bridge", http_port: int = 0, rtsp_port: int = 0, extra: list[str] | None = None
-    ) -> Bridge:
+    def start(name: str = "bridge", http_port: int = 0, rtsp_port: int = 0, extra: list[str] | None = None) -> Bridge:
         b = _start(tmp_path / name, http_port, rtsp_port, extra)
         started.append(b)
         return b

@@ -113,7 +113,7 @@ async def test_e2e_ring_from_simulated_doorbell(hass: HomeAssistant, start_bridg
         raw_latencies: list[float] = []
         for i in range(PRESSES):
             t0 = await press()
-            await wait_for(lambda: len(fires) == i + 2 and len(raw_rings) == i + 2, what=f"ring {i + 2}")
+            await wait_for(lambda n=i + 2: len(fires) == n and len(raw_rings) == n, what=f"ring {i + 2}")
             latencies.append((fires[-1][0] - t0) * 1000)
             raw_latencies.append((raw_rings[-1] - t0) * 1000)
             await wait_for(lambda: hass.states.get(pressed_eid).state == "off", what="release")

@@ -61,11 +61,11 @@ async def test_motion_sensors_follow_the_doorbell(hass: HomeAssistant, bridge) -
         eid = entity_id(hass, "binary_sensor", key, entry)
         await sim(bridge, f"/sim/motion?sensor={sensor}&state=on")
         try:
-            await wait_for(lambda: hass.states.get(eid).state == STATE_ON, timeout=15, what=f"{key} on")
+            await wait_for(lambda eid=eid: hass.states.get(eid).state == STATE_ON, timeout=15, what=f"{key} on")
         except AssertionError:
             pytest.skip("the bridge does not report ONVIF motion yet (ONVIF events not merged)")
         await sim(bridge, f"/sim/motion?sensor={sensor}&state=off")
-        await wait_for(lambda: hass.states.get(eid).state == STATE_OFF, timeout=15, what=f"{key} off")
+        await wait_for(lambda eid=eid: hass.states.get(eid).state == STATE_OFF, timeout=15, what=f"{key} off")
     await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -144,7 +144,9 @@ async def test_restart_does_not_refire(hass: HomeAssistant, start_bridge) -> Non
     await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_ring_picture_through_home_assistant(hass: HomeAssistant, start_bridge, hass_client, hass_client_no_auth) -> None:
+async def test_ring_picture_through_home_assistant(
+    hass: HomeAssistant, start_bridge, hass_client, hass_client_no_auth
+) -> None:
     """The `picture` attribute is a Home Assistant URL (reachable by the phone app, with its
     login) that serves the ring's JPEG from the bridge; without login it is refused."""
     bridge = start_bridge(extra=["--ring-min-gap-ms", "0"])

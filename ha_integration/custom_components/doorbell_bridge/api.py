@@ -123,9 +123,7 @@ class BridgeClient:
 
     async def _request(self, method: str, path: str) -> aiohttp.ClientResponse:
         try:
-            resp = await self._session.request(
-                method, self.url(path), headers=self._headers(), timeout=REQUEST_TIMEOUT
-            )
+            resp = await self._session.request(method, self.url(path), headers=self._headers(), timeout=REQUEST_TIMEOUT)
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
             raise BridgeConnectionError(str(err) or type(err).__name__) from err
         return resp

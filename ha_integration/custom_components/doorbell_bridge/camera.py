@@ -64,5 +64,7 @@ class DoorbellCamera(DoorbellBridgeEntity, Camera):
             return await self.coordinator.client.snapshot()
         except BridgeError as err:
             raise HomeAssistantError(
-                translation_domain=DOMAIN, translation_key="snapshot_failed", translation_placeholders={"error": str(err)}
+                translation_domain=DOMAIN,
+                translation_key="snapshot_failed",
+                translation_placeholders={"error": str(err)},
             ) from err

@@ -81,9 +81,7 @@ def _user_schema(defaults: dict[str, Any]) -> vol.Schema:
                 vol.Coerce(int), vol.Range(min=1, max=65535)
             ),
             vol.Optional(CONF_TOKEN, description={"suggested_value": defaults.get(CONF_TOKEN)}): str,
-            vol.Optional(
-                CONF_RTSP_USERNAME, description={"suggested_value": defaults.get(CONF_RTSP_USERNAME)}
-            ): str,
+            vol.Optional(CONF_RTSP_USERNAME, description={"suggested_value": defaults.get(CONF_RTSP_USERNAME)}): str,
             vol.Optional(
                 CONF_RTSP_PASSWORD, description={"suggested_value": defaults.get(CONF_RTSP_PASSWORD)}
             ): selector.TextSelector(selector.TextSelectorConfig(type=selector.TextSelectorType.PASSWORD)),
@@ -150,9 +148,7 @@ class DoorbellBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             status = await self._test(user_input, errors)
             if status is not None:
-                await self.async_set_unique_id(
-                    _unique_id(status, f"{user_input[CONF_HOST]}:{user_input[CONF_PORT]}")
-                )
+                await self.async_set_unique_id(_unique_id(status, f"{user_input[CONF_HOST]}:{user_input[CONF_PORT]}"))
                 self._abort_if_unique_id_configured(updates=user_input)
                 return self.async_create_entry(title=DEFAULT_TITLE, data=user_input)
         return self.async_show_form(step_id="user", data_schema=_user_schema(user_input or {}), errors=errors)

@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 import logging
 from typing import Any
 
@@ -156,6 +156,10 @@ class DoorbellBridgeCoordinator(DataUpdateCoordinator[dict[str, Any]]):
                     await asyncio.sleep(QUICK_RETRY)
                     continue
                 self._set_lost(err)
+            except Exception as err:  # noqa: BLE001 - a bug must not end the stream for good
+                _LOGGER.exception("Unexpected error in the event stream")
+                self.connected = False
+                self._set_lost(err)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
             self.reconnects += 1
@@ -226,8 +230,3 @@ class DoorbellBridgeCoordinator(DataUpdateCoordinator[dict[str, Any]]):
         self.rings_fired += 1
         for cb in list(self._ring_listeners):
             cb(ring)
-
-
-def ring_time(ring: Ring) -> datetime | None:
-    """When the ring happened, as a datetime."""
-    return dt_util.parse_datetime(ring.at)

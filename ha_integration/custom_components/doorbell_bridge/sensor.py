@@ -21,7 +21,9 @@ PARALLEL_UPDATES = 0
 def _viewers(status: dict[str, Any]) -> int:
     streams = status.get("streams") or {}
     return sum(
-        int(s.get("clients") or 0) for s in streams.values() if isinstance(s, dict) and isinstance(s.get("clients"), int)
+        int(s.get("clients") or 0)
+        for s in streams.values()
+        if isinstance(s, dict) and isinstance(s.get("clients"), int)
     )
 
 

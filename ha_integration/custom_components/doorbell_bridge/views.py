@@ -55,6 +55,4 @@ class RingPictureView(HomeAssistantView):
             image = await entry.runtime_data.client.ring_snapshot(rid)
         except BridgeError:
             return web.Response(status=HTTPStatus.NOT_FOUND)
-        return web.Response(
-            body=image, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"}
-        )
+        return web.Response(body=image, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
