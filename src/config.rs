@@ -10,9 +10,19 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A value that must never appear in logs, errors or diagnostics.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    /// A code such as `123456` written without quotes in YAML is still a code.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Secret(s)),
+            serde_json::Value::Number(n) => Ok(Secret(n.to_string())),
+            _ => Err(serde::de::Error::custom("expected a string")),
+        }
+    }
+}
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
@@ -252,6 +262,9 @@ pub struct CoiotConfig {
     /// Join 224.0.1.187:5683 (coexists with Home Assistant's Shelly integration).
     pub multicast: bool,
     /// Also listen for unicast status on this UDP port (set it as the Shelly's "CoIoT peer").
+    /// A Gen1 Shelly has ONE unicast peer slot: pointing it here takes it from Home Assistant (whose
+    /// integration then relies on multicast or polling). With two sockets on UDP 5683, unicast only
+    /// reaches the one bound last, so use a port of its own (e.g. 5684), not 5683.
     pub unicast_port: Option<u16>,
     /// Address the unicast socket binds to.
     pub unicast_bind: String,
@@ -296,6 +309,9 @@ pub struct MqttConfig {
     pub generic_payload: Option<String>,
     /// ...or a JSON field (dotted path) and the value that means "pressed".
     pub generic_json_field: Option<String>,
+    /// The payload (or JSON field value) that means "released". Unset with a plain payload: every
+    /// pressed payload is a press of its own (DNS-based detectors, `{action:"pressed"}`).
+    pub generic_off_payload: Option<String>,
 }
 
 impl Default for MqttConfig {
@@ -313,6 +329,7 @@ impl Default for MqttConfig {
             generic_topic: None,
             generic_payload: None,
             generic_json_field: None,
+            generic_off_payload: None,
         }
     }
 }
@@ -324,13 +341,25 @@ pub struct RingConfig {
     pub min_gap_ms: u64,
     /// How long the `ring` sensor stays on when the input's release is never seen.
     pub pressed_max_secs: u64,
-    /// Optional "DNS method": ring when the doorbell looks up one of these names.
+    /// Optional "DNS method": ring when the doorbell looks up one of these names
+    /// (e.g. `alarm.eu.s3.amazonaws.com`, `alarm.use.s3.amazonaws.com`).
     pub dns_names: Vec<String>,
+    /// The DNS method's small forwarding resolver listens here (`IP:PORT`); point the doorbell's
+    /// DNS server at it (DHCP or the router). Off when unset.
+    pub dns_listen: Option<String>,
+    /// Where the resolver forwards every query (`IP:PORT`, e.g. the router `192.0.2.1:53`).
+    pub dns_upstream: Option<String>,
 }
 
 impl Default for RingConfig {
     fn default() -> Self {
-        RingConfig { min_gap_ms: 3000, pressed_max_secs: 10, dns_names: Vec::new() }
+        RingConfig {
+            min_gap_ms: 3000,
+            pressed_max_secs: 10,
+            dns_names: Vec::new(),
+            dns_listen: None,
+            dns_upstream: None,
+        }
     }
 }
 
@@ -522,6 +551,21 @@ impl Config {
         {
             bad("mqtt.generic_payload", "set generic_payload or generic_json_field with generic_topic");
         }
+        if self.mqtt.generic_json_field.is_some() && self.mqtt.generic_payload.is_none() {
+            bad("mqtt.generic_payload", "the value of generic_json_field that means pressed, e.g. ON or false");
+        }
+        if let Some(l) = &self.ring.dns_listen {
+            if l.parse::<std::net::SocketAddr>().is_err() {
+                bad("ring.dns_listen", "must be IP:PORT, e.g. 0.0.0.0:53");
+            }
+            match &self.ring.dns_upstream {
+                Some(u) if u.parse::<std::net::SocketAddr>().is_ok() => {}
+                _ => bad("ring.dns_upstream", "required with dns_listen: IP:PORT of the real DNS server"),
+            }
+            if self.ring.dns_names.is_empty() {
+                bad("ring.dns_names", "required with dns_listen: the names a press looks up");
+            }
+        }
         if self.snapshot.timeout_secs == 0 {
             bad("snapshot.timeout_secs", "must be at least 1");
         }
@@ -540,22 +584,25 @@ impl Config {
 }
 
 /// serde's messages quote the offending value (`invalid type: string "ABCDEF"`); a value may be a
-/// secret, so anything quoted in double quotes is dropped.
+/// secret, so values are dropped from every message but those naming a key.
 fn redact_values(msg: &str) -> String {
+    if msg.starts_with("unknown field") || msg.starts_with("missing field") {
+        return msg.to_string();
+    }
     let mut out = String::with_capacity(msg.len());
-    let mut in_quote = false;
+    let mut quote: Option<char> = None;
     for c in msg.chars() {
-        match (c, in_quote) {
-            ('"', false) => {
-                in_quote = true;
-                out.push_str("a value");
+        match (c, quote) {
+            ('"' | '`', None) => {
+                quote = Some(c);
+                out.push_str("(value hidden)");
             }
-            ('"', true) => in_quote = false,
-            (_, true) => {}
-            (c, false) => out.push(c),
+            (c, Some(q)) if c == q => quote = None,
+            (_, Some(_)) => {}
+            (c, None) => out.push(c),
         }
     }
-    out.replace("a value a value", "a value")
+    out
 }
 
 /// Removes the key a deserialisation error points at so the next pass can find the next problem.
@@ -601,5 +648,48 @@ fn remove_at(root: &mut serde_json::Value, path: &str, why: &str) -> bool {
     match (cur, last) {
         (serde_json::Value::Object(m), Some(last)) => m.remove(last).is_some(),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn example_file_is_valid() {
+        let text = include_str!("../doorbell-bridge.example.yaml");
+        let cfg = Config::parse(text).unwrap_or_else(|p| panic!("{p}"));
+        assert_eq!(cfg.doorbell.host, "192.0.2.10");
+    }
+
+    #[test]
+    fn all_problems_at_once() {
+        let p = Config::parse("doorbell: {rtsp_port: x, extra: 1}\nserver: {bind: nowhere}\nlog_level: loud\n")
+            .unwrap_err();
+        let paths: Vec<&str> = p.0.iter().map(|p| p.path.as_str()).collect();
+        for want in ["doorbell.rtsp_port", "doorbell.extra", "server.bind", "log_level", "doorbell.host"] {
+            assert!(paths.contains(&want), "{want} not in {paths:?}");
+        }
+    }
+
+    #[test]
+    fn numeric_code_is_a_secret_too() {
+        let cfg = Config::parse("doorbell: {host: h, password: 123456}").unwrap();
+        assert_eq!(cfg.doorbell.password.expose(), "123456");
+        let p = Config::parse("doorbell: {host: h, password: [1]}\nserver: {http_port: 123456}").unwrap_err();
+        assert!(!p.to_string().contains("123456"), "{p}");
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in ".{0,300}") {
+            let _ = Config::parse(&s);
+        }
+
+        #[test]
+        fn parse_never_panics_on_yaml_like(s in "[a-z_]{1,10}: *(\\{[a-z_]{1,8}: *[a-z0-9\\[\\]{}]{0,6}\\}|[a-z0-9]{0,6})\n{0,3}") {
+            let _ = Config::parse(&s);
+        }
     }
 }

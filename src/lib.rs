@@ -10,6 +10,8 @@ pub mod demo;
 pub mod error;
 pub mod events;
 pub mod media;
+pub mod mqtt;
+pub mod onvif;
 pub mod ring;
 pub mod sim;
 pub mod snapshot;
@@ -99,13 +101,29 @@ impl App {
         let mut tasks = tokio::task::JoinSet::new();
 
         let sink = ring::RingSink { bus: bus.clone(), snapshots: snapshots.clone() };
-        tasks.spawn(ring::run_coiot(config.clone(), coiot, sink, shutdown.clone()));
+        let (observations, observed) = ring::observation_channel();
+        let coiot_stats = Arc::new(ring::CoiotStats::default());
+        bus.add_status_source(coiot_stats.clone());
+        tasks.spawn(ring::run_detector(config.clone(), observed, sink, shutdown.clone()));
+        tasks.spawn(ring::run_coiot(config.clone(), coiot, observations.clone(), coiot_stats, shutdown.clone()));
+        if config.mqtt.host.is_some() {
+            tasks.spawn(mqtt::run(config.clone(), bus.clone(), observations.clone(), shutdown.clone()));
+        }
+        if config.ring.dns_listen.is_some() {
+            tasks.spawn(ring::dns::run(config.clone(), observations.clone(), shutdown.clone()));
+        }
+        drop(observations);
+
+        let mut commands: Option<Arc<dyn api::Commands>> = None;
+        if config.onvif.enabled && !config.doorbell.host.is_empty() {
+            commands = Some(onvif::start(&config, bus.clone(), shutdown.clone(), &mut tasks)?);
+        }
 
         let state = api::ApiState {
             bus: bus.clone(),
             access: access.clone(),
             snapshots: snapshots.clone(),
-            commands: None,
+            commands,
             shutdown: shutdown.clone(),
         };
         let router = api::router(state);

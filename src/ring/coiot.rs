@@ -223,6 +223,53 @@ pub fn input_status(readings: &[Reading], input: u8) -> InputStatus {
     s
 }
 
+/// The status as a detector observation: level, counter and kind of input `input`, serial, validity.
+pub fn observation(msg: &Message<'_>, readings: &[Reading], input: u8) -> super::detector::Observation {
+    use super::detector::{Observation, Source};
+    let st = input_status(readings, input);
+    Observation {
+        serial: msg.serial,
+        validity_ms: msg.validity_secs.map(|s| (s * 1000.0) as u64),
+        level: st.level,
+        counter: st.event_cnt.map(|c| (c, st.event.unwrap_or_default())),
+        ..Observation::new(Source::Coiot)
+    }
+}
+
+/// One sensor of a descriptor (`/cit/d`): id, description (`input`, `inputEvent`...), block link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SensorDesc {
+    pub id: u32,
+    pub desc: String,
+    pub link: i64,
+}
+
+/// Most sensors taken from a descriptor.
+pub const MAX_SENSORS: usize = 256;
+
+/// Parses a descriptor `{"blk":[...],"sen":[{"I":2101,"D":"input","L":1,...}, ...]}`.
+pub fn parse_descriptor(payload: &[u8]) -> Result<Vec<SensorDesc>, CoiotError> {
+    let v: Value = serde_json::from_slice(payload).map_err(|_| CoiotError::BadJson)?;
+    if !v.get("blk").is_some_and(Value::is_array) {
+        return Err(CoiotError::BadShape);
+    }
+    let sen = v.get("sen").and_then(Value::as_array).ok_or(CoiotError::BadShape)?;
+    let mut out = Vec::with_capacity(sen.len().min(MAX_SENSORS));
+    for s in sen.iter().take(MAX_SENSORS) {
+        let id = s.get("I").and_then(Value::as_u64).and_then(|i| u32::try_from(i).ok()).ok_or(CoiotError::BadShape)?;
+        let desc = s.get("D").and_then(Value::as_str).ok_or(CoiotError::BadShape)?.to_string();
+        let link = s.get("L").and_then(Value::as_i64).ok_or(CoiotError::BadShape)?;
+        out.push(SensorDesc { id, desc, link });
+    }
+    Ok(out)
+}
+
+/// Sensor ids (level, event, counter) of input `input` (1-based block link) in a descriptor.
+pub fn input_sensors(desc: &[SensorDesc], input: u8) -> Option<(u32, u32, u32)> {
+    let find = |d: &str| desc.iter().find(|s| s.desc == d && s.link == input as i64).map(|s| s.id);
+    Some((find("input")?, find("inputEvent")?, find("inputEventCnt")?))
+}
+
 /// Which device we listen to, from the user's `coiot.device_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceMatch {

@@ -1,25 +1,42 @@
-//! Ring detection: sources (CoIoT, MQTT...) feed observations to a pure detector; rings and the
-//! `ring` sensor go to the event bus, and each ring asks the snapshot service for its picture.
+//! Ring detection: sources feed observations to ONE pure detector (one physical chime input):
+//! `run_coiot` (CoIoT over UDP, multicast and/or unicast), `crate::mqtt::run` (Shelly Gen1/Gen2 and
+//! generic topics) and `dns::run` (the optional DNS method) all send to `run_detector`, which owns
+//! the `Detector` and the clock. Rings and the `ring` sensor go to the event bus, and each ring asks
+//! the snapshot service for its picture.
+//!
+//! CoIoT coexistence: multicast 224.0.1.187:5683 reaches every joined socket, so the bridge and Home
+//! Assistant's Shelly listener both hear it. Unicast goes to one "CoIoT peer" per Shelly (one slot),
+//! and on a shared port only to the socket bound last: give the bridge's unicast socket its own port.
 
 pub mod coiot;
 pub mod detector;
+pub mod dns;
+pub mod shelly_mqtt;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::events::Bus;
+use crate::events::{Bus, StatusSource};
 use crate::snapshot::Snapshots;
 use coiot::DeviceMatch;
-use detector::{Detector, Output};
+use detector::{Detector, Observation, Output};
 
 pub const COIOT_MULTICAST: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 187);
 pub const COIOT_PORT: u16 = 5683;
+/// Receive buffer of the CoIoT sockets: a burst of status packets must not overflow the kernel's.
+const RECV_BUFFER: usize = 1 << 20;
+/// How often the detector looks at the clock (sensor timeout, source validity).
+const TICK: Duration = Duration::from_millis(250);
+/// Observations queued between the sources and the detector.
+const QUEUE: usize = 1024;
 
 /// Where rings go: the bus, and the snapshot service for the ring's picture.
 #[derive(Clone)]
@@ -56,6 +73,7 @@ pub async fn bind_coiot(cfg: &Config) -> crate::error::Result<Vec<UdpSocket>> {
                 e,
             )
         })?;
+        let _ = socket2::SockRef::from(&s).set_recv_buffer_size(RECV_BUFFER);
         out.push(s);
     }
     if cfg.coiot.multicast {
@@ -75,12 +93,138 @@ fn multicast_socket() -> std::io::Result<UdpSocket> {
     s.set_reuse_port(true)?;
     s.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), COIOT_PORT).into())?;
     s.join_multicast_v4(&COIOT_MULTICAST, &Ipv4Addr::UNSPECIFIED)?;
+    let _ = s.set_recv_buffer_size(RECV_BUFFER);
     s.set_nonblocking(true)?;
     UdpSocket::from_std(s.into())
 }
 
+/// What the CoIoT receiver counted: shown in `/api/status` (`coiot`) and `/metrics`.
+#[derive(Default)]
+pub struct CoiotStats {
+    pub received: AtomicU64,
+    pub accepted: AtomicU64,
+    /// Malformed, wrong version/code, too large, bad payload.
+    pub rejected: AtomicU64,
+    /// Well-formed, but from another device id or another source address.
+    pub foreign: AtomicU64,
+    /// Accepted with only the 6-hex id suffix of older firmware (a weaker identity).
+    pub weak_identity: AtomicU64,
+}
+
+impl StatusSource for CoiotStats {
+    fn status(&self, body: &mut serde_json::Map<String, serde_json::Value>) {
+        body.insert(
+            "coiot".into(),
+            serde_json::json!({
+                "received": self.received.load(Ordering::Relaxed),
+                "accepted": self.accepted.load(Ordering::Relaxed),
+                "rejected": self.rejected.load(Ordering::Relaxed),
+                "foreign": self.foreign.load(Ordering::Relaxed),
+                "weak_identity": self.weak_identity.load(Ordering::Relaxed),
+            }),
+        );
+    }
+
+    fn metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# TYPE doorbell_bridge_coiot_datagrams_total counter");
+        for (k, v) in [
+            ("accepted", &self.accepted),
+            ("rejected", &self.rejected),
+            ("foreign", &self.foreign),
+            ("weak_identity", &self.weak_identity),
+        ] {
+            let _ =
+                writeln!(out, "doorbell_bridge_coiot_datagrams_total{{result=\"{k}\"}} {}", v.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// The one detector of the chime input: every source sends its observations here.
+pub type ObservationTx = mpsc::Sender<Observation>;
+
+pub fn observation_channel() -> (ObservationTx, mpsc::Receiver<Observation>) {
+    mpsc::channel(QUEUE)
+}
+
+/// Owns the detector: applies observations and the clock, sends rings and sensor edges to the bus.
+pub async fn run_detector(
+    cfg: Config,
+    mut rx: mpsc::Receiver<Observation>,
+    sink: RingSink,
+    shutdown: CancellationToken,
+) {
+    let start = Instant::now();
+    let mut det = Detector::new(cfg.ring.min_gap_ms, cfg.ring.pressed_max_secs.saturating_mul(1000));
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let outs = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => det.tick(start.elapsed().as_millis() as u64),
+            ob = rx.recv() => match ob {
+                Some(ob) => det.observe(start.elapsed().as_millis() as u64, &ob),
+                None => return,
+            },
+        };
+        for o in outs {
+            match o {
+                Output::Ring { source, press, late } => {
+                    if late {
+                        tracing::info!(source = source.as_str(), press, "press reported late (its edge was not seen)");
+                    }
+                    sink.ring(source.as_str(), Some(&press));
+                }
+                Output::Pressed(on) => sink.pressed(on),
+                Output::Online { source, online } => {
+                    if !online {
+                        tracing::warn!(
+                            source = source.as_str(),
+                            "the chime sensor went quiet (nothing within its validity)"
+                        );
+                    }
+                    sink.bus.set_source(source.as_str(), online)
+                }
+            }
+        }
+    }
+}
+
+/// One CoIoT datagram, pure: accepted as an observation, or why not.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    Status(Observation, coiot::Identity),
+    /// A descriptor (`/cit/d`) or another well-formed message without input status.
+    Other,
+    Foreign,
+    Rejected(coiot::CoiotError),
+}
+
+pub fn judge(device: &DeviceMatch, input: u8, buf: &[u8]) -> Verdict {
+    let msg = match coiot::parse(buf) {
+        Ok(m) => m,
+        Err(e) => return Verdict::Rejected(e),
+    };
+    let Some(identity) = device.matches(msg.device_id) else {
+        return Verdict::Foreign;
+    };
+    match coiot::parse_status(msg.payload) {
+        Ok(readings) => Verdict::Status(coiot::observation(&msg, &readings, input), identity),
+        Err(e) => match coiot::parse_descriptor(msg.payload) {
+            Ok(_) => Verdict::Other,
+            Err(_) => Verdict::Rejected(e),
+        },
+    }
+}
+
 /// Receives CoIoT datagrams on every socket and feeds the detector.
-pub async fn run_coiot(cfg: Config, sockets: Vec<UdpSocket>, sink: RingSink, shutdown: CancellationToken) {
+pub async fn run_coiot(
+    cfg: Config,
+    sockets: Vec<UdpSocket>,
+    tx: ObservationTx,
+    stats: Arc<CoiotStats>,
+    shutdown: CancellationToken,
+) {
     if sockets.is_empty() {
         return;
     }
@@ -89,59 +233,52 @@ pub async fn run_coiot(cfg: Config, sockets: Vec<UdpSocket>, sink: RingSink, shu
         return;
     };
     let source: Option<IpAddr> = cfg.coiot.source.as_deref().and_then(|s| s.parse().ok());
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<u8>, SocketAddr)>(256);
+    let mut tasks = tokio::task::JoinSet::new();
     for sock in sockets {
-        let tx = tx.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        let (tx, stats, device, shutdown) = (tx.clone(), stats.clone(), device.clone(), shutdown.clone());
+        let input = cfg.coiot.input;
+        tasks.spawn(async move {
             let mut buf = vec![0u8; coiot::MAX_DATAGRAM + 1];
             loop {
-                tokio::select! {
+                let (n, from) = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     r = sock.recv_from(&mut buf) => match r {
-                        Ok((n, from)) => { if tx.send((buf[..n].to_vec(), from)).await.is_err() { return; } }
-                        Err(e) => { tracing::debug!("CoIoT receive error: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::debug!("CoIoT receive error: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
                     },
+                };
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                if source.is_some_and(|s| s != from.ip()) {
+                    stats.foreign.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                match judge(&device, input, &buf[..n]) {
+                    Verdict::Status(ob, identity) => {
+                        stats.accepted.fetch_add(1, Ordering::Relaxed);
+                        if identity == coiot::Identity::Suffix {
+                            stats.weak_identity.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if tx.send(ob).await.is_err() {
+                            return;
+                        }
+                    }
+                    Verdict::Other => {
+                        stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Verdict::Foreign => {
+                        stats.foreign.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Verdict::Rejected(e) => {
+                        let k = stats.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::debug!(%from, "CoIoT datagram rejected: {e} ({k} so far)");
+                    }
                 }
             }
         });
     }
-    drop(tx);
-    let start = Instant::now();
-    let mut det = Detector::new(cfg.ring.min_gap_ms);
-    let mut rejected: u64 = 0;
-    loop {
-        let (buf, from) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            m = rx.recv() => match m { Some(m) => m, None => return },
-        };
-        if source.is_some_and(|s| s != from.ip()) {
-            rejected += 1;
-            continue;
-        }
-        let msg = match coiot::parse(&buf) {
-            Ok(m) => m,
-            Err(e) => {
-                rejected += 1;
-                tracing::debug!(%from, "CoIoT datagram rejected: {e} ({rejected} so far)");
-                continue;
-            }
-        };
-        if device.matches(msg.device_id).is_none() {
-            continue;
-        }
-        let Ok(readings) = coiot::parse_status(msg.payload) else {
-            rejected += 1;
-            continue;
-        };
-        let st = coiot::input_status(&readings, cfg.coiot.input);
-        sink.bus.set_source("coiot", true);
-        let now_ms = start.elapsed().as_millis() as u64;
-        for o in det.observe(now_ms, msg.serial, &st) {
-            match o {
-                Output::Ring { press } => sink.ring("coiot", Some(&press)),
-                Output::Pressed(on) => sink.pressed(on),
-            }
-        }
-    }
+    while tasks.join_next().await.is_some() {}
 }

@@ -4,6 +4,7 @@
 //! `GET /sim/status`.
 
 pub mod image;
+pub mod onvif;
 pub mod shelly;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,6 +41,9 @@ pub struct SimOptions {
     pub chime: Duration,
     /// How long `/sim/reboot` keeps the doorbell away.
     pub reboot_time: Duration,
+    /// When set, the simulated Shelly also publishes its presses to this MQTT broker (host, port)
+    /// as a Gen1 Uni: `shellies/shellyuni-<MAC>/input/0`, `input_event/0`, `online`.
+    pub shelly_mqtt: Option<(String, u16)>,
 }
 
 impl Default for SimOptions {
@@ -55,6 +59,7 @@ impl Default for SimOptions {
             coiot_period: Duration::from_secs(15),
             chime: Duration::from_millis(400),
             reboot_time: Duration::from_secs(3),
+            shelly_mqtt: None,
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct SimState {
     pub reboots: AtomicU64,
     pub coiot_target: Mutex<Option<SocketAddr>>,
     pub motion: Mutex<std::collections::BTreeMap<String, bool>>,
+    /// The ONVIF device: clock, PullPoint subscriptions.
+    pub onvif: onvif::OnvifSim,
 }
 
 pub struct Sim {
@@ -102,7 +109,12 @@ impl Sim {
         let listener = TcpListener::bind(SocketAddr::new(opts.bind, opts.http_port)).await?;
         let http_addr = listener.local_addr()?;
         let ctx = Ctx { state: state.clone(), opts: opts.clone(), presses: ptx.clone(), shutdown: shutdown.clone() };
-        let app = router(ctx);
+        let app = router(ctx).merge(onvif::router(
+            state.clone(),
+            opts.clone(),
+            format!("http://{http_addr}"),
+            shutdown.clone(),
+        ));
         let sd = shutdown.clone();
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(async move {
@@ -193,12 +205,14 @@ async fn sim_motion(State(ctx): State<Ctx>, Query(q): Query<MotionQuery>) -> Res
         _ => return (StatusCode::BAD_REQUEST, Json(json!({"error": "state must be on or off"}))).into_response(),
     };
     ctx.state.motion.lock().unwrap().insert(sensor.clone(), on);
+    ctx.state.onvif.motion(&sensor, on);
     Json(json!({"sensor": sensor, "state": on})).into_response()
 }
 
 async fn sim_reboot(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
     ctx.state.reboots.fetch_add(1, Ordering::SeqCst);
     ctx.state.online.store(false, Ordering::SeqCst);
+    ctx.state.onvif.reboot();
     let state = ctx.state.clone();
     let wait = ctx.opts.reboot_time;
     let sd = ctx.shutdown.clone();
@@ -220,5 +234,10 @@ async fn sim_status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
         "coiot_sent": s.coiot_sent.load(Ordering::SeqCst),
         "reboots": s.reboots.load(Ordering::SeqCst),
         "motion": *s.motion.lock().unwrap(),
+        "onvif_subscriptions": s.onvif.live(),
+        "onvif_subscriptions_peak": s.onvif.subs_peak.load(Ordering::SeqCst),
+        "onvif_subscriptions_created": s.onvif.subs_created.load(Ordering::SeqCst),
+        "onvif_auth_failures": s.onvif.auth_failures.load(Ordering::SeqCst),
+        "onvif_clock_offset_secs": s.onvif.clock_offset_secs.load(Ordering::SeqCst),
     }))
 }

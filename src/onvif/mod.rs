@@ -1,0 +1,55 @@
+//! ONVIF: the doorbell's PIR, video motion and field detection events through a PullPoint
+//! subscription, its reachability (`doorbell.online`), and the reboot command.
+//!
+//! `xml` and `soap` are pure (bytes and time in, values out); `topics` is the topic -> sensor
+//! table; `device` is the HTTP shell; `pullpoint` is the one owner task of the subscription.
+//!
+//! Sensor events and `Initialized`: the bus emits a `sensor` event whenever a state changes,
+//! including unknown -> known. An `Initialized` message (the state at subscription time) is
+//! applied like any other, so after a (re)subscription a sensor leaves "unknown" with one event,
+//! and one whose state did not change emits nothing. Times of sensor events are the bridge's
+//! clock, never the device's (which may be hours off).
+
+pub mod device;
+pub mod pullpoint;
+pub mod soap;
+pub mod topics;
+pub mod xml;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::events::Bus;
+
+/// The reboot button of the integration: `SystemReboot` on the device service.
+pub struct OnvifCommands {
+    pub device: Arc<device::Device>,
+}
+
+impl crate::api::Commands for OnvifCommands {
+    fn reboot(&self) -> BoxFuture<'static, Result<()>> {
+        let device = self.device.clone();
+        Box::pin(async move {
+            let msg = device.system_reboot().await?;
+            tracing::info!(reply = %msg, "doorbell reboot requested");
+            Ok(())
+        })
+    }
+}
+
+/// Starts the subscription owner task; returns the commands for the API.
+pub fn start(
+    config: &Config,
+    bus: Arc<Bus>,
+    shutdown: CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<Arc<OnvifCommands>> {
+    let dev = Arc::new(device::Device::new(config)?);
+    let pp = pullpoint::PullPoint::new(dev.clone(), config.onvif.clone(), bus);
+    tasks.spawn(pp.run(shutdown));
+    Ok(Arc::new(OnvifCommands { device: dev }))
+}
