@@ -17,22 +17,31 @@ pub struct DemoOptions {
     /// The simulator's control/ONVIF port; its RTSP uses the next port, CoIoT the one after.
     pub sim_port: u16,
     pub data_dir: Option<PathBuf>,
+}
+
+/// Test and benchmark knobs of `demo`, kept apart from `DemoOptions` so its users are unaffected.
+#[derive(Clone, Debug, Default)]
+pub struct DemoTuning {
     /// Overrides `ring.min_gap_ms` (the end-to-end benchmark presses faster than a person would).
     pub ring_min_gap_ms: Option<u64>,
     /// Loopback clients need the API token too (to exercise authentication from loopback).
     pub require_token: bool,
 }
 
+impl DemoTuning {
+    pub fn apply(&self, cfg: &mut Config) {
+        if let Some(gap) = self.ring_min_gap_ms {
+            cfg.ring.min_gap_ms = gap;
+        }
+        if self.require_token {
+            cfg.server.trust_loopback = false;
+        }
+    }
+}
+
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions {
-            http_port: 8565,
-            rtsp_port: 8564,
-            sim_port: 8580,
-            data_dir: None,
-            ring_min_gap_ms: None,
-            require_token: false,
-        }
+        DemoOptions { http_port: 8565, rtsp_port: 8564, sim_port: 8580, data_dir: None }
     }
 }
 
@@ -51,16 +60,14 @@ pub fn demo_config(opts: &DemoOptions, sim: &Sim) -> Config {
     cfg.coiot.multicast = false;
     cfg.coiot.unicast_bind = "127.0.0.1".into();
     cfg.coiot.unicast_port = Some(if opts.sim_port == 0 { 0 } else { opts.sim_port + 2 });
-    if let Some(gap) = opts.ring_min_gap_ms {
-        cfg.ring.min_gap_ms = gap;
-    }
-    if opts.require_token {
-        cfg.server.trust_loopback = false;
-    }
     cfg
 }
 
 pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<()> {
+    run_tuned(opts, DemoTuning::default(), shutdown).await
+}
+
+pub async fn run_tuned(opts: DemoOptions, tuning: DemoTuning, shutdown: CancellationToken) -> Result<()> {
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let sim_opts = SimOptions {
         bind: lo,
@@ -75,7 +82,8 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<()> {
             e,
         )
     })?;
-    let cfg = demo_config(&opts, &sim);
+    let mut cfg = demo_config(&opts, &sim);
+    tuning.apply(&mut cfg);
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("doorbell-bridge-demo"));
     let app = App::build(cfg, data_dir).await?;
     if let Some(a) = app.coiot_addr() {

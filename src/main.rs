@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use doorbell_bridge::config::Config;
-use doorbell_bridge::demo::DemoOptions;
+use doorbell_bridge::demo::{DemoOptions, DemoTuning};
 use doorbell_bridge::error::ErrorKind;
 
 /// Where the Home Assistant Supervisor puts the add-on's options.
@@ -114,8 +114,9 @@ fn main() -> ExitCode {
             Some(Command::Demo { http_port, rtsp_port, sim_port, data_dir, ring_min_gap_ms, require_token }) => {
                 init_logging("info");
                 let token = shutdown_on_signals();
-                let opts = DemoOptions { http_port, rtsp_port, sim_port, data_dir, ring_min_gap_ms, require_token };
-                match doorbell_bridge::demo::run(opts, token).await {
+                let opts = DemoOptions { http_port, rtsp_port, sim_port, data_dir };
+                let tuning = DemoTuning { ring_min_gap_ms, require_token };
+                match doorbell_bridge::demo::run_tuned(opts, tuning, token).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => exit_for(&e),
                 }
