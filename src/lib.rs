@@ -61,7 +61,9 @@ fn bridge_id(data_dir: &std::path::Path) -> Result<String> {
             return Ok(s.to_string());
         }
     }
-    let id = access::random_token(8).chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>();
+    let mut bytes = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     std::fs::write(&path, &id)
         .map_err(|e| Error::wrap(ErrorKind::Io, format!("cannot write {}", path.display()), e))?;
     Ok(id)
@@ -148,7 +150,7 @@ mod bridge_id_tests {
         let dir = std::env::temp_dir().join(format!("doorbell-bridge-id-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let a = bridge_id(&dir).unwrap();
-        assert!(a.len() >= 8 && a.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(a.len() == 16 && a.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(bridge_id(&dir).unwrap(), a);
         // A damaged file is replaced rather than served.
         std::fs::write(dir.join(BRIDGE_ID_FILE), "bad id\n\0").unwrap();
