@@ -10,7 +10,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from custom_components.doorbell_bridge.config_flow import HassioServiceInfo
 from custom_components.doorbell_bridge.const import CONF_RTSP_PASSWORD, CONF_RTSP_PORT, CONF_RTSP_USERNAME, DOMAIN
 
-from helpers import entry_for
+from bridge_steps import entry_for
 
 CLOSED_PORT = 9  # discard: nothing listens on loopback
 

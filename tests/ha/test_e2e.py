@@ -26,7 +26,7 @@ from custom_components.doorbell_bridge.config_flow import HassioServiceInfo
 from custom_components.doorbell_bridge.const import DOMAIN
 
 from conftest import ROOT
-from helpers import connected, entity_id, wait_for
+from bridge_steps import connected, entity_id, wait_for
 
 PRESSES = int(os.environ.get("HA_BENCH_PRESSES", "100"))
 

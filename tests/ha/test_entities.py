@@ -19,7 +19,7 @@ from custom_components.doorbell_bridge import diagnostics
 from custom_components.doorbell_bridge.const import DOMAIN
 
 from conftest import restart
-from helpers import connected, entity_id, entry_for, setup, wait_for
+from bridge_steps import connected, entity_id, entry_for, setup, wait_for
 
 
 async def sim(bridge, path: str) -> dict:

@@ -11,7 +11,7 @@ from homeassistant.helpers.event import async_track_state_change_event
 
 from custom_components.doorbell_bridge.const import CONF_RING_WINDOW
 
-from helpers import connected, entity_id, entry_for, setup, wait_for
+from bridge_steps import connected, entity_id, entry_for, setup, wait_for
 
 
 async def press(bridge) -> None:
