@@ -147,6 +147,9 @@ pub struct ServerConfig {
     pub max_http_connections: usize,
     /// Most simultaneous RTSP connections.
     pub max_rtsp_connections: usize,
+    /// An RTSP viewer that accepts no data for this long is disconnected (a slow one skips
+    /// to the next keyframe long before).
+    pub rtsp_stall_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -162,6 +165,7 @@ impl Default for ServerConfig {
             trust_loopback: true,
             max_http_connections: 256,
             max_rtsp_connections: 128,
+            rtsp_stall_secs: 10,
         }
     }
 }
@@ -367,6 +371,7 @@ impl Default for RingConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotConfig {
     /// Snapshot URL; default `http://<doorbell.host>:<http_port>/onvif/snapshot.jpg`.
+    /// Empty: the doorbell has none (firmware 211101); pictures come from the stream's keyframes.
     pub url: Option<String>,
     /// A cached picture older than this is refreshed in the background.
     pub max_age_secs: u64,

@@ -51,7 +51,7 @@ pub fn demo_config(opts: &DemoOptions, sim: &Sim) -> Config {
     cfg.doorbell.host = "127.0.0.1".into();
     cfg.doorbell.password = Secret::new(sim.opts.password.clone());
     cfg.doorbell.http_port = sim.http_addr.port();
-    cfg.doorbell.rtsp_port = sim.opts.rtsp_port;
+    cfg.doorbell.rtsp_port = sim.rtsp_addr.port();
     cfg.doorbell.name = "Demo doorbell".into();
     cfg.server.bind = "127.0.0.1".into();
     cfg.server.http_port = opts.http_port;
@@ -98,10 +98,15 @@ pub async fn run_tuned(opts: DemoOptions, tuning: DemoTuning, shutdown: Cancella
     println!("  Metrics           http://{http}/metrics");
     println!("  Health            http://{http}/healthz");
     println!();
+    let rtsp = app.rtsp_addr();
+    println!("  Live video (main)   rtsp://{rtsp}/main");
+    println!("  Live video (sub)    rtsp://{rtsp}/sub");
+    println!();
     println!("  Simulated doorbell  {}", sim.url());
     println!("    press the button  curl -X POST {}/sim/ring", sim.url());
     println!("    motion            curl -X POST '{}/sim/motion?sensor=pir&state=on'", sim.url());
     println!("    reboot            curl -X POST {}/sim/reboot", sim.url());
+    println!("    snapshot URL      curl -X POST '{}/sim/snapshot?mode=slow&delay_ms=2000'  (ok|slow|fail|digest|basic|missing)", sim.url());
     println!("    its state         curl {}/sim/status", sim.url());
     println!();
     println!(

@@ -13,6 +13,7 @@ pub mod media;
 pub mod mqtt;
 pub mod onvif;
 pub mod ring;
+pub mod rtsp;
 pub mod sim;
 pub mod snapshot;
 
@@ -37,6 +38,8 @@ pub struct App {
     pub snapshots: Arc<Snapshots>,
     http: TcpListener,
     coiot: Vec<UdpSocket>,
+    pub rtsp_hub: Arc<rtsp::Hub>,
+    rtsp: TcpListener,
 }
 
 async fn bind_tcp(ip: IpAddr, port: u16, what: &str) -> Result<TcpListener> {
@@ -77,7 +80,7 @@ impl App {
         let access = Arc::new(Access::resolve(&config, &data_dir)?);
         let bus = Bus::new();
         bus.set_bridge_id(bridge_id(&data_dir)?);
-        let snapshots = Arc::new(Snapshots::new(&config));
+        let snapshots = Arc::new(Snapshots::new(&config, &data_dir, bus.clone()));
         let ip: IpAddr = config
             .server
             .bind
@@ -85,11 +88,18 @@ impl App {
             .map_err(|_| Error::new(ErrorKind::Config, "server.bind is not an IP address"))?;
         let http = bind_tcp(ip, config.server.http_port, "the HTTP API").await?;
         let coiot = ring::bind_coiot(&config).await?;
-        Ok(App { config, data_dir, bus, access, snapshots, http, coiot })
+        let rtsp = bind_tcp(ip, config.server.rtsp_port, "RTSP").await?;
+        let rtsp_hub = rtsp::Hub::new(&config);
+        bus.add_status_source(rtsp_hub.clone());
+        Ok(App { config, data_dir, bus, access, snapshots, http, coiot, rtsp_hub, rtsp })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http.local_addr().expect("bound socket has an address")
+    }
+
+    pub fn rtsp_addr(&self) -> SocketAddr {
+        self.rtsp.local_addr().expect("bound socket has an address")
     }
 
     /// The unicast CoIoT socket's address, when one is configured.
@@ -99,8 +109,12 @@ impl App {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        let App { config, bus, access, snapshots, http, coiot, .. } = self;
+        let onvif_state = self.data_dir.join(onvif::STATE_FILE);
+        let App { config, bus, access, snapshots, http, coiot, rtsp_hub, rtsp, .. } = self;
         let mut tasks = tokio::task::JoinSet::new();
+
+        snapshots.set_keyframe_source(rtsp_hub.clone());
+        tasks.spawn(rtsp::run(config.clone(), rtsp_hub, access.clone(), rtsp, shutdown.clone()));
 
         let sink = ring::RingSink { bus: bus.clone(), snapshots: snapshots.clone() };
         let (observations, observed) = ring::observation_channel();
@@ -118,8 +132,9 @@ impl App {
 
         let mut commands: Option<Arc<dyn api::Commands>> = None;
         if config.onvif.enabled && !config.doorbell.host.is_empty() {
-            commands = Some(onvif::start(&config, bus.clone(), shutdown.clone(), &mut tasks)?);
+            commands = Some(onvif::start(&config, onvif_state, bus.clone(), shutdown.clone(), &mut tasks)?);
         }
+        tasks.spawn(snapshots.clone().run(shutdown.clone()));
 
         let state = api::ApiState {
             bus: bus.clone(),

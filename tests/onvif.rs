@@ -243,11 +243,14 @@ struct Bridge {
 
 impl Bridge {
     async fn start(sim: &Sim, tweak: impl FnOnce(&mut Config)) -> Bridge {
+        Bridge::start_in(sim, tempfile::tempdir().unwrap(), tweak).await
+    }
+
+    async fn start_in(sim: &Sim, dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Bridge {
         let opts = DemoOptions { http_port: 0, rtsp_port: 0, sim_port: 0, data_dir: None };
         let mut cfg = demo_config(&opts, sim);
         cfg.onvif.pull_timeout_secs = 5;
         tweak(&mut cfg);
-        let dir = tempfile::tempdir().unwrap();
         let app = App::build(cfg, dir.path().to_path_buf()).await.unwrap();
         let http = app.http_addr();
         let shutdown = CancellationToken::new();
@@ -446,6 +449,28 @@ async fn restarts_never_leave_a_second_subscription() {
     let s = sim_status(&sim).await;
     assert_eq!(s["onvif_subscriptions_created"], 3);
     assert_eq!(s["onvif_subscriptions_peak"], 1);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_bridge_ends_its_old_subscription_at_the_next_start() {
+    let sim = sim().await;
+    let bridge = Bridge::start(&sim, |_| {}).await;
+    let mut sse = bridge.events().await;
+    sse.sensor("pir_motion", json!(false), Duration::from_secs(10)).await;
+    // Killed: no Unsubscribe reaches the doorbell.
+    bridge.task.abort();
+    let _ = bridge.task.await;
+    drop(sse);
+    assert_eq!(sim_status(&sim).await["onvif_subscriptions"], 1);
+    let bridge = Bridge::start_in(&sim, bridge._dir, |_| {}).await;
+    let mut sse = bridge.events().await;
+    sse.sensor("pir_motion", json!(false), Duration::from_secs(10)).await;
+    let s = sim_status(&sim).await;
+    assert_eq!(s["onvif_subscriptions_created"], 2);
+    assert_eq!(s["onvif_subscriptions"], 1, "the old one was ended before the new one was made: {s}");
+    assert_eq!(s["onvif_subscriptions_peak"], 1);
+    bridge.stop().await;
     sim.stop().await;
 }
 

@@ -41,15 +41,20 @@ impl crate::api::Commands for OnvifCommands {
     }
 }
 
+/// In the data directory: the subscription held, so that a bridge that was killed (no
+/// Unsubscribe) ends it at its next start instead of leaving it to count on the doorbell.
+pub const STATE_FILE: &str = "onvif_subscription.json";
+
 /// Starts the subscription owner task; returns the commands for the API.
 pub fn start(
     config: &Config,
+    state_file: std::path::PathBuf,
     bus: Arc<Bus>,
     shutdown: CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<Arc<OnvifCommands>> {
     let dev = Arc::new(device::Device::new(config)?);
-    let pp = pullpoint::PullPoint::new(dev.clone(), config.onvif.clone(), bus);
+    let pp = pullpoint::PullPoint::new(dev.clone(), config.onvif.clone(), bus).with_state_file(state_file);
     tasks.spawn(pp.run(shutdown));
     Ok(Arc::new(OnvifCommands { device: dev }))
 }

@@ -48,13 +48,60 @@ pub struct PullPoint {
     message_limit: u32,
     /// A subscription that may still be alive on the device (we lost contact while holding it).
     stale: Option<Subscription>,
+    /// Where the live subscription's address is kept across restarts.
+    state_file: Option<std::path::PathBuf>,
 }
 
 impl PullPoint {
     pub fn new(device: Arc<Device>, cfg: OnvifConfig, bus: Arc<Bus>) -> PullPoint {
         let table = Table::from_config(&cfg);
         let pull_timeout = cfg.pull_timeout_secs.clamp(1, 600);
-        PullPoint { device, cfg, table, bus, absolute: false, pull_timeout, message_limit: MESSAGE_LIMIT, stale: None }
+        PullPoint {
+            device,
+            cfg,
+            table,
+            bus,
+            absolute: false,
+            pull_timeout,
+            message_limit: MESSAGE_LIMIT,
+            stale: None,
+            state_file: None,
+        }
+    }
+
+    /// Remembers the live subscription in `path`; one left there by a previous run is ended first.
+    pub fn with_state_file(mut self, path: std::path::PathBuf) -> PullPoint {
+        if let Ok(bytes) = std::fs::read(&path) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                if let Some(address) = v["address"].as_str() {
+                    self.stale = Some(Subscription {
+                        address: address.to_string(),
+                        reference_parameters: v["reference_parameters"].as_str().unwrap_or("").to_string(),
+                        current_time: None,
+                        termination_time: None,
+                    });
+                }
+            }
+        }
+        self.state_file = Some(path);
+        self
+    }
+
+    fn remember(&self, sub: Option<&Subscription>) {
+        let Some(path) = &self.state_file else { return };
+        let r = match sub {
+            Some(s) => std::fs::write(
+                path,
+                serde_json::json!({"address": s.address, "reference_parameters": s.reference_parameters}).to_string(),
+            ),
+            None => match std::fs::remove_file(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            },
+        };
+        if let Err(e) = r {
+            tracing::debug!("cannot update {}: {e}", path.display());
+        }
     }
 
     fn mark_unknown(&self) {
@@ -72,8 +119,12 @@ impl PullPoint {
             }
             let started = Instant::now();
             match self.run_once(&shutdown).await {
-                Ok(Ended::Shutdown) => break,
+                Ok(Ended::Shutdown) => {
+                    self.remember(None);
+                    break;
+                }
                 Ok(Ended::Gone) => {
+                    self.remember(None);
                     tracing::info!("ONVIF subscription gone; subscribing again");
                     self.bus.set_source("onvif", false);
                     self.mark_unknown();
@@ -217,10 +268,12 @@ impl PullPoint {
             // Contact was lost while holding it; it may still live on the device and count
             // against its subscription limit.
             self.unsubscribe(&old).await;
+            self.remember(None);
         }
         let services = self.device.services().await?;
         let events = services.events.ok_or(CallError::Unexpected("the doorbell has no events service"))?;
         let mut sub = self.subscribe(&events).await?;
+        self.remember(Some(&sub));
         tracing::info!("ONVIF events subscribed");
         self.bus.set_source("onvif", true);
         let mut renew_at = self.renew_due(&sub, Instant::now());

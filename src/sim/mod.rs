@@ -1,11 +1,13 @@
 //! The simulated doorbell: what `demo` and the tests run against. It is shaped after the real
 //! device's replies (see the test vectors), serves only on loopback, and can be driven over HTTP:
 //! `POST /sim/ring`, `POST /sim/motion?sensor=pir|video|field&state=on|off`, `POST /sim/reboot`,
-//! `GET /sim/status`.
+//! `POST /sim/snapshot?mode=ok|slow|fail|digest|basic|missing&delay_ms=N`, `GET /sim/status`.
 
 pub mod image;
 pub mod onvif;
+pub mod rtsp;
 pub mod shelly;
+pub mod snapshot;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,11 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -79,12 +80,16 @@ pub struct SimState {
     pub reboots: AtomicU64,
     pub coiot_target: Mutex<Option<SocketAddr>>,
     pub motion: Mutex<std::collections::BTreeMap<String, bool>>,
+    /// How `/onvif/snapshot.jpg` behaves (`POST /sim/snapshot`).
+    pub snapshot: snapshot::SnapshotControl,
     /// The ONVIF device: clock, PullPoint subscriptions.
     pub onvif: onvif::OnvifSim,
 }
 
 pub struct Sim {
     pub http_addr: SocketAddr,
+    /// The simulated doorbell's RTSP server (`opts.rtsp_port`, or an ephemeral port for 0).
+    pub rtsp_addr: SocketAddr,
     pub state: Arc<SimState>,
     pub opts: SimOptions,
     presses: tokio::sync::mpsc::UnboundedSender<shelly::Cmd>,
@@ -122,7 +127,9 @@ impl Sim {
         }));
         let sock = tokio::net::UdpSocket::bind(SocketAddr::new(opts.bind, 0)).await?;
         tasks.push(tokio::spawn(shelly::run(opts.clone(), state.clone(), sock, prx, shutdown.clone())));
-        Ok(Sim { http_addr, state, opts, presses: ptx, shutdown, tasks })
+        let (rtsp_addr, rtsp_task) = rtsp::start(&opts, state.clone(), shutdown.clone()).await?;
+        tasks.push(rtsp_task);
+        Ok(Sim { http_addr, rtsp_addr, state, opts, presses: ptx, shutdown, tasks })
     }
 
     pub fn set_coiot_target(&self, target: SocketAddr) {
@@ -135,6 +142,10 @@ impl Sim {
     pub fn ring(&self) {
         self.state.rings.fetch_add(1, Ordering::SeqCst);
         let _ = self.presses.send(shelly::Cmd::Press);
+    }
+
+    pub fn rtsp_addr(&self) -> SocketAddr {
+        self.rtsp_addr
     }
 
     pub fn url(&self) -> String {
@@ -151,32 +162,13 @@ impl Sim {
 
 fn router(ctx: Ctx) -> Router {
     Router::new()
-        .route("/onvif/snapshot.jpg", get(snapshot))
+        .route("/onvif/snapshot.jpg", get(snapshot::snapshot))
+        .route("/sim/snapshot", post(snapshot::control))
         .route("/sim/ring", post(sim_ring))
         .route("/sim/motion", post(sim_motion))
         .route("/sim/reboot", post(sim_reboot))
         .route("/sim/status", get(sim_status))
         .with_state(ctx)
-}
-
-fn basic_ok(ctx: &Ctx, headers: &HeaderMap) -> bool {
-    let want = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ctx.opts.username, ctx.opts.password));
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .is_some_and(|v| v.trim() == want)
-}
-
-async fn snapshot(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
-    if !ctx.state.online.load(Ordering::SeqCst) {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    ctx.state.snapshot_requests.fetch_add(1, Ordering::SeqCst);
-    if !basic_ok(&ctx, &headers) {
-        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"DS-HD1\"")], "").into_response();
-    }
-    ([(header::CONTENT_TYPE, "image/jpeg")], image::snapshot_jpeg()).into_response()
 }
 
 async fn sim_ring(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
@@ -234,6 +226,7 @@ async fn sim_status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
         "coiot_sent": s.coiot_sent.load(Ordering::SeqCst),
         "reboots": s.reboots.load(Ordering::SeqCst),
         "motion": *s.motion.lock().unwrap(),
+        "snapshot": snapshot::status(&ctx),
         "onvif_subscriptions": s.onvif.live(),
         "onvif_subscriptions_peak": s.onvif.subs_peak.load(Ordering::SeqCst),
         "onvif_subscriptions_created": s.onvif.subs_created.load(Ordering::SeqCst),

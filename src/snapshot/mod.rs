@@ -1,15 +1,40 @@
 //! Still pictures. This module owns every fetch of a still from the doorbell: the latest picture
-//! is served from cache and refreshed in the background; each ring keeps its own picture.
+//! is served from cache and refreshed in the background; each ring keeps its own picture on disk.
+//!
+//! Sources, best first: the doorbell's snapshot URL (answering Digest or Basic, one fetch at a time,
+//! never more often than `snapshot.min_interval_ms`), else a JPEG made from the RTSP hub's cached
+//! keyframe (firmware 211101 removed the snapshot URL; the keyframe also exists the moment a ring
+//! is detected, so a ring's picture is made from it first and replaced by a full fetch after).
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+pub mod auth;
+pub mod keyframe;
+pub mod store;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Bus, Payload, Ring};
+use crate::media::{KeyframeSource, VideoCodec};
+use auth::Scheme;
+use store::Store;
+
+/// Largest picture we accept from the doorbell; its 1536x2048 JPEGs are a few hundred kB.
+pub const MAX_JPEG_BYTES: usize = 8 * 1024 * 1024;
+/// After a 404 (firmware 211101 has no snapshot URL) ask again only this much later.
+pub const MISSING_RETRY: Duration = Duration::from_secs(600);
+/// Ring pictures also kept in memory, so the phone's first request never touches the disk.
+pub const RECENT_IN_MEMORY: usize = 8;
+/// Motion pictures kept under `<data_dir>/motion/`.
+pub const MOTION_KEEP: usize = 50;
 
 #[derive(Clone, Debug)]
 pub struct Image {
@@ -28,143 +53,569 @@ impl Image {
 
 struct Cached {
     image: Image,
+    /// When it arrived (fetched, or made from a keyframe).
     fetched: Instant,
 }
 
+/// What the fetcher remembers between fetches; guarded by the single-flight lock.
+#[derive(Default)]
+struct FetchState {
+    last_start: Option<Instant>,
+    /// The last failure, when it ended, shared with everyone who waited for it.
+    last_err: Option<(Instant, ErrorKind, String)>,
+    /// The doorbell said 404: no snapshot URL until then.
+    missing_until: Option<Instant>,
+    /// The scheme the doorbell asked for last; later requests answer it at once.
+    auth: Option<Scheme>,
+    nc: u32,
+    cnonce: String,
+}
+
+#[derive(Default)]
+struct Counters {
+    fetches: AtomicU64,
+    failures: AtomicU64,
+    keyframe_jpegs: AtomicU64,
+    ring_images: AtomicU64,
+    disk_errors: AtomicU64,
+}
+
 pub struct Snapshots {
-    url: String,
+    url: Mutex<Option<String>>,
+    url_configured: bool,
     username: String,
     password: crate::config::Secret,
     client: reqwest::Client,
     max_age: Duration,
+    min_interval: Duration,
+    streams: Vec<String>,
+    on_motion: bool,
     latest: Mutex<Option<Cached>>,
-    rings: Mutex<BTreeMap<u64, Image>>,
-    fetch_lock: tokio::sync::Mutex<()>,
-    fetches: std::sync::atomic::AtomicU64,
-    failures: std::sync::atomic::AtomicU64,
-    keyframes: std::sync::OnceLock<std::sync::Arc<dyn crate::media::KeyframeSource>>,
+    fetch: tokio::sync::Mutex<FetchState>,
+    refreshing: AtomicBool,
+    store: Arc<Mutex<Store>>,
+    recent: Mutex<VecDeque<(u64, Image)>>,
+    keyframes: OnceLock<Arc<dyn KeyframeSource>>,
+    /// The last keyframe turned into a JPEG: (stream, captured) -> picture.
+    keyframe_jpeg: Mutex<Option<(String, DateTime<Utc>, Image)>>,
+    data_dir: PathBuf,
+    bus: Arc<Bus>,
+    counters: Counters,
+    /// Rings whose first picture is being taken; requests for them wait instead of a 404.
+    pending: Mutex<std::collections::BTreeSet<u64>>,
+    taken: tokio::sync::Notify,
+    timeout: Duration,
+}
+
+fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
+    Error::new(kind, msg)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Snapshots {
-    pub fn new(cfg: &Config) -> Snapshots {
-        let url =
-            cfg.snapshot.url.clone().unwrap_or_else(|| {
-                format!("http://{}:{}/onvif/snapshot.jpg", cfg.doorbell.host, cfg.doorbell.http_port)
-            });
+    /// Opens the ring store under `data_dir` and tells `bus` where ring ids continue.
+    pub fn new(cfg: &Config, data_dir: &Path, bus: Arc<Bus>) -> Snapshots {
+        // An empty `snapshot.url` means the doorbell has none: pictures come from keyframes only.
+        let url = match cfg.snapshot.url.as_deref() {
+            Some("") => None,
+            Some(u) => Some(u.to_string()),
+            None if cfg.doorbell.host.is_empty() => None,
+            None => Some(format!("http://{}:{}/onvif/snapshot.jpg", cfg.doorbell.host, cfg.doorbell.http_port)),
+        };
+        let timeout = Duration::from_secs(cfg.snapshot.timeout_secs.max(1));
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap_or_default();
+        let store = Store::open(data_dir, cfg.snapshot.ring_images_keep, cfg.snapshot.ring_images_max_mb * 1024 * 1024);
+        if let Some(last) = store.last() {
+            bus.set_next_ring_id(last.id + 1, Some(last.ring()));
+        }
+        let mut streams: Vec<String> = Vec::new();
+        if cfg.streams.contains_key("main") {
+            streams.push("main".into());
+        }
+        streams.extend(cfg.streams.keys().filter(|k| *k != "main").cloned());
         Snapshots {
-            url,
+            url: Mutex::new(url),
+            url_configured: cfg.snapshot.url.is_some(),
             username: cfg.doorbell.username.clone(),
             password: cfg.doorbell.password.clone(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(cfg.snapshot.timeout_secs))
-                .build()
-                .unwrap_or_default(),
+            client,
             max_age: Duration::from_secs(cfg.snapshot.max_age_secs),
+            min_interval: Duration::from_millis(cfg.snapshot.min_interval_ms),
+            streams,
+            on_motion: cfg.snapshot.on_motion,
             latest: Mutex::new(None),
-            rings: Mutex::new(BTreeMap::new()),
-            fetch_lock: tokio::sync::Mutex::new(()),
-            fetches: Default::default(),
-            failures: Default::default(),
-            keyframes: std::sync::OnceLock::new(),
+            fetch: tokio::sync::Mutex::new(FetchState::default()),
+            refreshing: AtomicBool::new(false),
+            store: Arc::new(Mutex::new(store)),
+            recent: Mutex::new(VecDeque::new()),
+            keyframes: OnceLock::new(),
+            keyframe_jpeg: Mutex::new(None),
+            data_dir: data_dir.to_path_buf(),
+            bus,
+            counters: Counters::default(),
+            pending: Mutex::new(Default::default()),
+            taken: tokio::sync::Notify::new(),
+            timeout,
         }
     }
 
     /// The RTSP hub, for pictures made from its cached keyframe.
-    pub fn set_keyframe_source(&self, src: std::sync::Arc<dyn crate::media::KeyframeSource>) {
+    pub fn set_keyframe_source(&self, src: Arc<dyn KeyframeSource>) {
         let _ = self.keyframes.set(src);
     }
 
+    /// The URI ONVIF `GetSnapshotUri` reported; used unless `snapshot.url` is configured.
+    pub fn set_snapshot_uri(&self, uri: Option<String>) {
+        if !self.url_configured {
+            *lock(&self.url) = uri.filter(|u| !u.is_empty());
+        }
+    }
+
+    /// Counts for tests and `/metrics`: (doorbell fetches, failures, keyframe JPEGs made).
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.counters.fetches.load(Relaxed),
+            self.counters.failures.load(Relaxed),
+            self.counters.keyframe_jpegs.load(Relaxed),
+        )
+    }
+
     fn cached(&self) -> Option<(Image, bool)> {
-        let g = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let g = lock(&self.latest);
         g.as_ref().map(|c| (c.image.clone(), c.fetched.elapsed() > self.max_age))
     }
 
-    /// The latest picture: the cached one at once (refreshed behind when old), or one fetch.
-    pub async fn latest(self: &std::sync::Arc<Self>) -> Result<Image> {
+    fn set_latest(&self, image: Image) {
+        *lock(&self.latest) = Some(Cached { image, fetched: Instant::now() });
+    }
+
+    /// The latest picture: the cached one at once (refreshed behind when old), or, with nothing
+    /// cached, one fetch (else a keyframe picture).
+    pub async fn latest(self: &Arc<Self>) -> Result<Image> {
         if let Some((img, stale)) = self.cached() {
-            if stale {
+            if stale && !self.refreshing.swap(true, Relaxed) {
                 let me = self.clone();
                 tokio::spawn(async move {
-                    let _ = me.refresh().await;
+                    let _ = me.update(Instant::now(), false).await;
+                    me.refreshing.store(false, Relaxed);
                 });
             }
             return Ok(img);
         }
-        self.refresh().await
+        self.update(Instant::now(), false).await
     }
 
-    /// One fetch at a time; callers arriving meanwhile share its result.
-    pub async fn refresh(&self) -> Result<Image> {
-        let started = Instant::now();
-        let _g = self.fetch_lock.lock().await;
-        if let Some(c) = self.latest.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            if c.fetched >= started {
+    /// A picture arrived after `since`: from the doorbell, else from the keyframe cache.
+    async fn update(&self, since: Instant, wait_interval: bool) -> Result<Image> {
+        match self.refresh(since, wait_interval).await {
+            Ok(img) => Ok(img),
+            Err(e) => match self.keyframe_image().await {
+                // A keyframe older than the cached picture (stream stalled) does not replace it.
+                Some(img) if self.cached().is_some_and(|(c, _)| c.taken > img.taken) => Err(e),
+                Some(img) => {
+                    self.set_latest(img.clone());
+                    Ok(img)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// A picture from the doorbell that arrived after `since`. One fetch at a time; callers
+    /// arriving meanwhile share its result, success or failure. With `wait_interval`, waits out
+    /// the minimum interval instead of answering with the last result.
+    pub async fn refresh(&self, since: Instant, wait_interval: bool) -> Result<Image> {
+        let mut st = self.fetch.lock().await;
+        if let Some(c) = lock(&self.latest).as_ref() {
+            if c.fetched >= since {
                 return Ok(c.image.clone());
             }
         }
-        self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match self.fetch().await {
+        if let Some((done, kind, msg)) = &st.last_err {
+            if *done >= since {
+                return Err(err(*kind, msg.clone()));
+            }
+        }
+        if st.missing_until.is_some_and(|t| Instant::now() < t) {
+            return Err(err(ErrorKind::NotFound, "the doorbell has no snapshot URL"));
+        }
+        let Some(url) = lock(&self.url).clone() else {
+            return Err(err(ErrorKind::NotFound, "no snapshot URL is known"));
+        };
+        if let Some(next) = st.last_start.map(|t| t + self.min_interval) {
+            if Instant::now() < next {
+                if wait_interval {
+                    tokio::time::sleep_until(next.into()).await;
+                } else if let Some((img, _)) = self.cached() {
+                    return Ok(img);
+                } else if let Some((_, kind, msg)) = &st.last_err {
+                    return Err(err(*kind, msg.clone()));
+                } else {
+                    tokio::time::sleep_until(next.into()).await;
+                }
+            }
+        }
+        st.last_start = Some(Instant::now());
+        self.counters.fetches.fetch_add(1, Relaxed);
+        match self.fetch_once(&mut st, &url).await {
             Ok(img) => {
-                *self.latest.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(Cached { image: img.clone(), fetched: Instant::now() });
+                st.last_err = None;
+                self.set_latest(img.clone());
                 Ok(img)
             }
             Err(e) => {
-                self.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.counters.failures.fetch_add(1, Relaxed);
+                if e.kind() == ErrorKind::NotFound {
+                    st.missing_until = Some(Instant::now() + MISSING_RETRY);
+                }
+                tracing::debug!("snapshot fetch failed: {}", e.msg());
+                st.last_err = Some((Instant::now(), e.kind(), e.msg().to_string()));
                 Err(e)
             }
         }
     }
 
-    async fn fetch(&self) -> Result<Image> {
-        let resp = self
-            .client
-            .get(&self.url)
-            .basic_auth(&self.username, Some(self.password.expose()))
-            .send()
-            .await
-            .map_err(|e| Error::new(ErrorKind::Upstream, format!("snapshot fetch failed: {}", e.without_url())))?;
-        if !resp.status().is_success() {
-            return Err(Error::new(
-                ErrorKind::Upstream,
-                format!("doorbell answered {} to the snapshot request", resp.status()),
-            ));
+    fn authorization(&self, st: &mut FetchState, uri: &str) -> Option<String> {
+        match st.auth.as_ref()? {
+            Scheme::Basic => Some(auth::basic_authorization(&self.username, self.password.expose())),
+            Scheme::Digest(ch) => {
+                st.nc = st.nc.wrapping_add(1);
+                Some(auth::digest_authorization(
+                    ch,
+                    &self.username,
+                    self.password.expose(),
+                    "GET",
+                    uri,
+                    st.nc,
+                    &st.cnonce,
+                ))
+            }
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::new(ErrorKind::Upstream, format!("snapshot download failed: {}", e.without_url())))?;
-        if !bytes.starts_with(&[0xFF, 0xD8]) {
-            return Err(Error::new(ErrorKind::Upstream, "the doorbell's snapshot is not a JPEG"));
-        }
-        Ok(Image::new(bytes, Utc::now()))
     }
 
-    /// Takes the picture for a ring (kept in memory here).
-    pub async fn take_for_ring(&self, id: u64) {
-        let img = match self.cached() {
-            Some((img, false)) => Some(img),
-            _ => self.refresh().await.ok(),
+    /// One picture from `url`: answers a 401 once with the scheme it asks for.
+    async fn fetch_once(&self, st: &mut FetchState, url: &str) -> Result<Image> {
+        let parsed = url::Url::parse(url).map_err(|_| err(ErrorKind::Config, "the snapshot URL is not a URL"))?;
+        let uri = match parsed.query() {
+            Some(q) => format!("{}?{q}", parsed.path()),
+            None => parsed.path().to_string(),
         };
-        if let Some(img) = img {
-            self.rings.lock().unwrap_or_else(|e| e.into_inner()).insert(id, img);
+        let mut header = self.authorization(st, &uri);
+        for attempt in 0..2 {
+            let mut req = self.client.get(parsed.clone());
+            if let Some(h) = &header {
+                req = req.header(reqwest::header::AUTHORIZATION, h);
+            }
+            let resp = req.send().await.map_err(|e| {
+                let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Upstream };
+                err(kind, format!("snapshot fetch failed: {}", e.without_url()))
+            })?;
+            let status = resp.status();
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                let challenges = resp.headers().get_all(reqwest::header::WWW_AUTHENTICATE);
+                let scheme = auth::choose(challenges.iter().map(|v| v.as_bytes()));
+                // A second 401 to a fresh answer is a wrong password, unless the nonce just went stale.
+                let stale = matches!(&scheme, Some(Scheme::Digest(d)) if d.stale);
+                if attempt == 1 && !stale {
+                    st.auth = None;
+                    return Err(err(
+                        ErrorKind::Unauthenticated,
+                        "the doorbell refused the username or password for snapshots",
+                    ));
+                }
+                let Some(scheme) = scheme else {
+                    return Err(err(
+                        ErrorKind::Upstream,
+                        "the doorbell asks for an authentication the bridge cannot answer",
+                    ));
+                };
+                st.auth = Some(scheme);
+                st.nc = 0;
+                st.cnonce = auth::new_cnonce();
+                header = self.authorization(st, &uri);
+                continue;
+            }
+            if status == reqwest::StatusCode::NOT_FOUND {
+                return Err(err(ErrorKind::NotFound, "the doorbell has no snapshot URL (404)"));
+            }
+            if !status.is_success() {
+                return Err(err(
+                    ErrorKind::Upstream,
+                    format!("the doorbell answered {status} to the snapshot request"),
+                ));
+            }
+            let body = read_limited(resp, MAX_JPEG_BYTES).await?;
+            if !body.starts_with(&[0xFF, 0xD8]) {
+                return Err(err(ErrorKind::Upstream, "the doorbell's snapshot is not a JPEG"));
+            }
+            return Ok(Image::new(body, Utc::now()));
+        }
+        Err(err(ErrorKind::Unauthenticated, "the doorbell refused the snapshot request"))
+    }
+
+    /// A JPEG of the newest keyframe the hub holds; made once per keyframe.
+    pub async fn keyframe_image(&self) -> Option<Image> {
+        let src = self.keyframes.get()?.clone();
+        let kf = self.streams.iter().find_map(|s| src.latest_keyframe(s))?;
+        if kf.codec != VideoCodec::H264 {
+            return None;
+        }
+        if let Some((stream, captured, img)) = lock(&self.keyframe_jpeg).as_ref() {
+            if *stream == kf.stream && *captured == kf.captured {
+                return Some(img.clone());
+            }
+        }
+        let annexb = kf.annexb.clone();
+        let made =
+            tokio::task::spawn_blocking(move || keyframe::keyframe_to_jpeg(&annexb, keyframe::JPEG_QUALITY)).await;
+        match made {
+            Ok(Ok((jpeg, _, _))) => {
+                self.counters.keyframe_jpegs.fetch_add(1, Relaxed);
+                let img = Image::new(Bytes::from(jpeg), kf.captured);
+                *lock(&self.keyframe_jpeg) = Some((kf.stream.clone(), kf.captured, img.clone()));
+                Some(img)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("cannot make a picture from the {} stream's keyframe: {}", kf.stream, e.msg());
+                None
+            }
+            Err(_) => None,
         }
     }
 
+    /// Takes the picture for ring `id`: from the keyframe cache at once, then a full-quality
+    /// fetch from the doorbell replaces it. Both kept on disk.
+    pub async fn take_for_ring(&self, id: u64) {
+        let asked = Instant::now();
+        lock(&self.pending).insert(id);
+        let _done = Pending { snaps: self, id };
+        let ring = self.bus.state().last_ring.filter(|r| r.id == id).unwrap_or_else(|| Ring {
+            id,
+            at: crate::events::now_string(Utc::now()),
+            source: "unknown".into(),
+            press: None,
+            snapshot: format!("/api/rings/{id}/snapshot.jpg"),
+        });
+        self.with_store(move |s| s.add_ring(&ring)).await;
+        let mut have = false;
+        if let Some(img) = self.keyframe_image().await {
+            self.put_ring_image(id, img, "keyframe").await;
+            have = true;
+            self.ring_ready(id);
+        }
+        match self.refresh(asked, true).await {
+            Ok(img) => self.put_ring_image(id, img, "doorbell").await,
+            Err(e) if !have => {
+                // Last resort: the cached picture, however old, beats none.
+                if let Some((img, _)) = self.cached() {
+                    self.put_ring_image(id, img, "cache").await;
+                } else {
+                    tracing::warn!(ring = id, "no picture for this ring: {}", e.msg());
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    async fn with_store<R: Send + 'static>(&self, f: impl FnOnce(&mut Store) -> R + Send + 'static) -> R {
+        let store = self.store.clone();
+        let run = move || f(&mut lock(&store));
+        match tokio::task::spawn_blocking(run).await {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Serves the picture from memory at once, then keeps it on disk (atomically, synced).
+    async fn put_ring_image(&self, id: u64, img: Image, origin: &'static str) {
+        {
+            let mut r = lock(&self.recent);
+            r.retain(|(i, _)| *i != id);
+            r.push_back((id, img.clone()));
+            while r.len() > RECENT_IN_MEMORY {
+                r.pop_front();
+            }
+        }
+        self.taken.notify_waiters();
+        self.counters.ring_images.fetch_add(1, Relaxed);
+        let taken = crate::events::now_string(img.taken);
+        let (ok, on_disk) = self
+            .with_store(move |s| {
+                let ok = s.put_image(id, &img.bytes, origin, &taken);
+                let on_disk: std::collections::BTreeSet<u64> =
+                    s.entries.values().filter(|e| e.image_bytes.is_some()).map(|e| e.id).collect();
+                (ok, on_disk)
+            })
+            .await;
+        if !ok {
+            self.counters.disk_errors.fetch_add(1, Relaxed);
+        }
+        // Pictures retention dropped from disk go from memory too (the one the disk refused stays).
+        lock(&self.recent).retain(|(i, _)| (*i == id && !ok) || on_disk.contains(i));
+    }
+
+    fn ring_ready(&self, id: u64) {
+        lock(&self.pending).remove(&id);
+        self.taken.notify_waiters();
+    }
+
+    /// The picture of ring `id`; while it is being taken (the ring just happened), waits for it
+    /// up to the fetch timeout.
     pub async fn ring_image(&self, id: u64) -> Result<Image> {
-        self.rings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no picture for ring {id}")))
+        let deadline = tokio::time::Instant::now() + self.timeout + Duration::from_secs(1);
+        loop {
+            let notified = self.taken.notified();
+            match self.ring_image_now(id).await {
+                Ok(img) => return Ok(img),
+                Err(e) => {
+                    let in_store = self.with_store(move |s| s.entries.contains_key(&id)).await;
+                    // Also the instant between the ring event and its picture task starting.
+                    let just_rung = !in_store && self.bus.state().last_ring.is_some_and(|r| r.id == id);
+                    if !(lock(&self.pending).contains(&id) || just_rung) {
+                        return Err(e);
+                    }
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ring_image_now(&self, id: u64) -> Result<Image> {
+        let not_found = || err(ErrorKind::NotFound, format!("no picture for ring {id}"));
+        if let Some((_, img)) = lock(&self.recent).iter().find(|(i, _)| *i == id) {
+            return Ok(img.clone());
+        }
+        // Through a blocking thread: the store's lock is held while a picture is synced to disk.
+        let (path, taken) = self
+            .with_store(move |s| {
+                let e = s.entries.get(&id).filter(|e| e.image_bytes.is_some())?;
+                Some((s.image_path(id), e.taken.clone()))
+            })
+            .await
+            .ok_or_else(not_found)?;
+        let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
+        let taken = taken
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(Utc::now);
+        Ok(Image::new(Bytes::from(bytes), taken))
+    }
+
+    /// The persisted ring history, oldest first.
+    pub fn ring_history(&self) -> Vec<store::Entry> {
+        lock(&self.store).entries.values().cloned().collect()
+    }
+
+    /// Bytes of ring pictures on disk.
+    pub fn ring_images_bytes(&self) -> u64 {
+        lock(&self.store).total_bytes()
+    }
+
+    /// Background work: with `snapshot.on_motion`, a picture at every motion start, kept under
+    /// `<data_dir>/motion/`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        if !self.on_motion {
+            return;
+        }
+        let mut sub = self.bus.subscribe(None);
+        loop {
+            let rec = tokio::select! {
+                r = sub.rx.recv() => r,
+                _ = shutdown.cancelled() => return,
+            };
+            let rec = match rec {
+                Ok(r) => r,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            let Payload::Sensor(s) = &rec.payload else { continue };
+            if s.state != Some(true) || s.name == "ring" {
+                continue;
+            }
+            let me = self.clone();
+            let at = Utc::now();
+            tokio::spawn(async move {
+                if let Ok(img) = me.update(Instant::now(), true).await {
+                    let dir = me.data_dir.join("motion");
+                    let _ = tokio::task::spawn_blocking(move || keep_motion_picture(&dir, &img.bytes, at)).await;
+                }
+            });
+        }
     }
 
     pub fn metrics(&self, out: &mut String) {
-        use std::sync::atomic::Ordering::Relaxed;
-        out.push_str("# TYPE doorbell_bridge_snapshot_fetches_total counter\n");
-        out.push_str(&format!("doorbell_bridge_snapshot_fetches_total {}\n", self.fetches.load(Relaxed)));
-        out.push_str("# TYPE doorbell_bridge_snapshot_failures_total counter\n");
-        out.push_str(&format!("doorbell_bridge_snapshot_failures_total {}\n", self.failures.load(Relaxed)));
+        let c = &self.counters;
+        let lines = [
+            ("snapshot_fetches_total", "counter", c.fetches.load(Relaxed)),
+            ("snapshot_failures_total", "counter", c.failures.load(Relaxed)),
+            ("snapshot_keyframe_jpegs_total", "counter", c.keyframe_jpegs.load(Relaxed)),
+            ("snapshot_ring_images_total", "counter", c.ring_images.load(Relaxed)),
+            ("snapshot_disk_errors_total", "counter", c.disk_errors.load(Relaxed)),
+            ("snapshot_ring_images_bytes", "gauge", self.ring_images_bytes()),
+        ];
+        for (name, kind, v) in lines {
+            out.push_str(&format!("# TYPE doorbell_bridge_{name} {kind}\ndoorbell_bridge_{name} {v}\n"));
+        }
+    }
+}
+
+/// Marks a ring's picture as taken (or given up) however `take_for_ring` ends.
+struct Pending<'a> {
+    snaps: &'a Snapshots,
+    id: u64,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.snaps.ring_ready(self.id);
+    }
+}
+
+/// Reads a body, refusing more than `limit` bytes.
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Bytes> {
+    if resp.content_length().is_some_and(|n| n as usize > limit) {
+        return Err(err(ErrorKind::Upstream, "the doorbell's snapshot is too large"));
+    }
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| err(ErrorKind::Upstream, format!("snapshot download failed: {}", e.without_url())))?
+    {
+        if buf.len() + chunk.len() > limit {
+            return Err(err(ErrorKind::Upstream, "the doorbell's snapshot is too large"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn keep_motion_picture(dir: &Path, jpeg: &[u8], at: DateTime<Utc>) {
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let name = format!("{}.jpg", at.format("%Y%m%dT%H%M%S%.3fZ"));
+    if let Err(e) = std::fs::write(dir.join(&name), jpeg) {
+        tracing::warn!("cannot keep the motion picture: {e}");
+    }
+    // Names sort by time: drop the oldest beyond the limit.
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        let mut names: Vec<PathBuf> =
+            rd.flatten().map(|f| f.path()).filter(|p| p.extension().is_some_and(|e| e == "jpg")).collect();
+        names.sort();
+        let excess = names.len().saturating_sub(MOTION_KEEP);
+        for p in names.into_iter().take(excess) {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }

@@ -1,0 +1,535 @@
+//! The hub: one per stream. It takes the doorbell's RTP packets from the upstream, re-stamps
+//! them (sequence, timestamp, SSRC) so viewers see one continuous stream across upstream
+//! reconnects, groups them into frames (to the marker bit), keeps the frames since the last
+//! keyframe (the GOP cache a new viewer starts from) and hands every frame to each viewer's
+//! bounded queue. It never waits on a viewer: a full queue makes that viewer skip to the next
+//! keyframe, counted.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::{watch, Notify};
+
+use crate::config::StreamConfig;
+use crate::media::{Keyframe, VideoCodec};
+use crate::rtsp::keyframe;
+use crate::rtsp::sdp::Description;
+
+/// Frames a viewer may have queued beyond the GOP it started with before it skips ahead.
+pub const VIEWER_QUEUE_FRAMES: usize = 64;
+/// The GOP cache is dropped (and rebuilt at the next keyframe) past these bounds.
+pub const GOP_MAX_FRAMES: usize = 600;
+pub const GOP_MAX_BYTES: usize = 16 << 20;
+
+/// One access unit's RTP packets, already re-stamped.
+#[derive(Debug)]
+pub struct Frame {
+    pub packets: Vec<Bytes>,
+    /// The packets framed for interleaved channel 0 (what nearly every viewer uses), built once
+    /// so each viewer's write is a plain copy-free send.
+    pub wire: Bytes,
+    pub key: bool,
+    pub seq: u16,
+    pub ts: u32,
+    pub bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum UpstreamState {
+    /// On-demand stream with nobody watching: no session on the doorbell.
+    Idle = 0,
+    Connecting = 1,
+    Connected = 2,
+    /// Waiting before the next attempt after a failure.
+    Backoff = 3,
+    Stopped = 4,
+}
+
+impl UpstreamState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamState::Idle => "idle",
+            UpstreamState::Connecting => "connecting",
+            UpstreamState::Connected => "connected",
+            UpstreamState::Backoff => "reconnecting",
+            UpstreamState::Stopped => "stopped",
+        }
+    }
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => UpstreamState::Idle,
+            1 => UpstreamState::Connecting,
+            2 => UpstreamState::Connected,
+            3 => UpstreamState::Backoff,
+            _ => UpstreamState::Stopped,
+        }
+    }
+}
+
+struct Queue {
+    frames: VecDeque<Arc<Frame>>,
+    /// Waiting for a keyframe before queueing anything.
+    skipping: bool,
+    /// The wait is because this viewer fell behind (counted), not because it just joined.
+    lagged: bool,
+    limit: usize,
+}
+
+/// One viewer's end of the hub: a bounded queue of frames and a wake-up.
+pub struct Viewer {
+    queue: Mutex<Queue>,
+    pub notify: Notify,
+    closed: AtomicBool,
+    /// Frames this viewer lost by falling behind.
+    pub skipped: AtomicU64,
+}
+
+impl Viewer {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves every queued frame into `out`.
+    pub fn take(&self, out: &mut Vec<Arc<Frame>>) {
+        out.extend(self.lock().frames.drain(..));
+    }
+
+    /// Queues a frame; returns (queued, frames this viewer lost just now).
+    fn push(&self, f: &Arc<Frame>) -> (bool, u64) {
+        let mut q = self.lock();
+        if q.skipping {
+            if !f.key {
+                let lost = q.lagged as u64;
+                self.skipped.fetch_add(lost, Ordering::Relaxed);
+                return (false, lost);
+            }
+            q.skipping = false;
+            q.lagged = false;
+        }
+        let mut lost = 0;
+        if q.frames.len() >= q.limit {
+            // Too far behind: drop what waits and resume at a keyframe (this one, or the next).
+            lost = q.frames.len() as u64;
+            q.frames.clear();
+            q.limit = VIEWER_QUEUE_FRAMES;
+            if !f.key {
+                q.skipping = true;
+                q.lagged = true;
+                self.skipped.fetch_add(lost + 1, Ordering::Relaxed);
+                return (false, lost + 1);
+            }
+            self.skipped.fetch_add(lost, Ordering::Relaxed);
+        }
+        q.frames.push_back(f.clone());
+        (true, lost)
+    }
+
+    fn skip_to_keyframe(&self) {
+        self.lock().skipping = true;
+    }
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub frames_in: AtomicU64,
+    /// Frames viewers skipped because they fell behind.
+    pub drops: AtomicU64,
+    /// Upstream sessions opened after the first.
+    pub reconnects: AtomicU64,
+    pub sessions_opened: AtomicU64,
+    /// Viewers disconnected because they stopped reading.
+    pub stalled: AtomicU64,
+    pub clients: AtomicUsize,
+    pub upstream_sessions: AtomicUsize,
+}
+
+struct Restamp {
+    ssrc: u32,
+    next_seq: u16,
+    offset: u32,
+    last_out: Option<(u32, Instant)>,
+    fresh: bool,
+    clock: u32,
+}
+
+struct Inner {
+    gop: Vec<Arc<Frame>>,
+    gop_bytes: usize,
+    gop_at: Option<DateTime<Utc>>,
+    pending: Vec<Bytes>,
+    pending_ts: Option<u32>,
+    pending_key: bool,
+    pending_seq: u16,
+    viewers: Vec<Arc<Viewer>>,
+    rs: Restamp,
+    codec: VideoCodec,
+}
+
+pub struct StreamHub {
+    pub name: String,
+    pub config: StreamConfig,
+    pub stats: Stats,
+    /// Origin id of the SDP we serve.
+    pub sdp_id: u64,
+    inner: Mutex<Inner>,
+    desc: watch::Sender<Option<Arc<Description>>>,
+    demand: watch::Sender<usize>,
+    state: AtomicU8,
+}
+
+/// Holds a stream wanted (a viewer connecting or watching): on-demand upstreams run while any exist.
+pub struct Demand(Arc<StreamHub>);
+
+impl Drop for Demand {
+    fn drop(&mut self) {
+        self.0.demand.send_modify(|d| *d = d.saturating_sub(1));
+    }
+}
+
+/// A viewer's subscription; dropping it leaves the hub.
+pub struct Subscription {
+    pub viewer: Arc<Viewer>,
+    hub: Arc<StreamHub>,
+    /// Sequence number and timestamp of the first packet the viewer will get (for `RTP-Info`).
+    pub first: Option<(u16, u32)>,
+    pub ssrc: u32,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.viewer.closed.store(true, Ordering::SeqCst);
+        let mut g = self.hub.lock();
+        g.viewers.retain(|v| !Arc::ptr_eq(v, &self.viewer));
+        self.hub.stats.clients.store(g.viewers.len(), Ordering::Relaxed);
+    }
+}
+
+/// The RTP payload of a packet (after CSRCs and the extension, before padding).
+pub fn rtp_payload(raw: &[u8]) -> Option<&[u8]> {
+    if raw.len() < 12 || raw[0] >> 6 != 2 {
+        return None;
+    }
+    let cc = (raw[0] & 0x0f) as usize;
+    let mut start = 12 + 4 * cc;
+    if raw[0] & 0x10 != 0 {
+        let ext = raw.get(start + 2..start + 4)?;
+        start += 4 + 4 * u16::from_be_bytes([ext[0], ext[1]]) as usize;
+    }
+    let mut end = raw.len();
+    if raw[0] & 0x20 != 0 {
+        end = end.checked_sub(*raw.last()? as usize)?;
+    }
+    raw.get(start..end)
+}
+
+impl StreamHub {
+    pub fn new(name: &str, config: StreamConfig) -> Arc<StreamHub> {
+        let ssrc = rand::random::<u32>();
+        Arc::new(StreamHub {
+            name: name.to_string(),
+            config,
+            stats: Stats::default(),
+            sdp_id: rand::random::<u32>() as u64,
+            inner: Mutex::new(Inner {
+                gop: Vec::new(),
+                gop_bytes: 0,
+                gop_at: None,
+                pending: Vec::new(),
+                pending_ts: None,
+                pending_key: false,
+                pending_seq: 0,
+                viewers: Vec::new(),
+                rs: Restamp {
+                    ssrc,
+                    next_seq: rand::random(),
+                    offset: rand::random(),
+                    last_out: None,
+                    fresh: true,
+                    clock: 90_000,
+                },
+                codec: VideoCodec::H264,
+            }),
+            desc: watch::channel(None).0,
+            demand: watch::channel(0).0,
+            state: AtomicU8::new(UpstreamState::Idle as u8),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn state(&self) -> UpstreamState {
+        UpstreamState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn set_state(&self, s: UpstreamState) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    pub fn demand(self: &Arc<Self>) -> Demand {
+        self.demand.send_modify(|d| *d += 1);
+        Demand(self.clone())
+    }
+
+    pub fn demand_watch(&self) -> watch::Receiver<usize> {
+        self.demand.subscribe()
+    }
+
+    pub fn description(&self) -> Option<Arc<Description>> {
+        self.desc.borrow().clone()
+    }
+
+    /// The description, waiting up to `wait` for the upstream to provide one.
+    pub async fn wait_description(&self, wait: Duration) -> Option<Arc<Description>> {
+        let mut rx = self.desc.subscribe();
+        let r = tokio::time::timeout(wait, rx.wait_for(|d| d.is_some())).await;
+        match r {
+            Ok(Ok(d)) => d.clone(),
+            _ => None,
+        }
+    }
+
+    /// A new upstream session is playing: time continues from where the last one stopped.
+    pub fn begin_session(&self, desc: Description) {
+        let mut g = self.lock();
+        g.rs.fresh = true;
+        g.rs.clock = desc.clock_rate.max(1);
+        g.codec = desc.codec;
+        g.pending.clear();
+        g.pending_ts = None;
+        g.pending_key = false;
+        g.gop.clear();
+        g.gop_bytes = 0;
+        for v in &g.viewers {
+            v.skip_to_keyframe();
+        }
+        drop(g);
+        if self.stats.sessions_opened.fetch_add(1, Ordering::Relaxed) > 0 {
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.upstream_sessions.store(1, Ordering::Relaxed);
+        self.desc.send_replace(Some(Arc::new(desc)));
+        self.set_state(UpstreamState::Connected);
+    }
+
+    pub fn end_session(&self) {
+        let mut g = self.lock();
+        g.pending.clear();
+        g.pending_ts = None;
+        self.stats.upstream_sessions.store(0, Ordering::Relaxed);
+    }
+
+    /// One RTP packet from the doorbell. `now` is passed in so time is the caller's.
+    pub fn packet(&self, raw: &[u8], now: Instant) {
+        let Some(payload) = rtp_payload(raw) else { return };
+        self.stats.bytes_in.fetch_add(raw.len() as u64, Ordering::Relaxed);
+        let in_ts = u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]);
+        let marker = raw[1] & 0x80 != 0;
+        let mut g = self.lock();
+        let g = &mut *g;
+        if g.rs.fresh {
+            let out = match g.rs.last_out {
+                Some((t, at)) => {
+                    let ticks = (now.saturating_duration_since(at).as_secs_f64() * g.rs.clock as f64) as u64;
+                    t.wrapping_add(ticks.clamp(1, u32::MAX as u64 / 2) as u32)
+                }
+                None => in_ts.wrapping_add(g.rs.offset),
+            };
+            g.rs.offset = out.wrapping_sub(in_ts);
+            g.rs.fresh = false;
+        }
+        let ts = in_ts.wrapping_add(g.rs.offset);
+        let seq = g.rs.next_seq;
+        g.rs.next_seq = seq.wrapping_add(1);
+        g.rs.last_out = Some((ts, now));
+        if g.pending_ts.is_some_and(|p| p != ts) {
+            self.flush(g);
+        }
+        if g.pending.is_empty() {
+            g.pending_seq = seq;
+        }
+        let mut p = raw.to_vec();
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&ts.to_be_bytes());
+        p[8..12].copy_from_slice(&g.rs.ssrc.to_be_bytes());
+        g.pending_key |= keyframe::is_key(g.codec, payload);
+        g.pending.push(Bytes::from(p));
+        g.pending_ts = Some(ts);
+        if marker || g.pending.len() > 4096 {
+            self.flush(g);
+        }
+    }
+
+    fn flush(&self, g: &mut Inner) {
+        if g.pending.is_empty() {
+            return;
+        }
+        let packets = std::mem::take(&mut g.pending);
+        let bytes = packets.iter().map(|p| p.len() + 4).sum();
+        let mut wire = Vec::with_capacity(bytes);
+        for p in &packets {
+            crate::rtsp::server::codec::put_interleaved(&mut wire, 0, p);
+        }
+        let f = Arc::new(Frame {
+            packets,
+            wire: Bytes::from(wire),
+            key: g.pending_key,
+            seq: g.pending_seq,
+            ts: g.pending_ts.take().unwrap_or(0),
+            bytes,
+        });
+        g.pending_key = false;
+        self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        if f.key {
+            g.gop.clear();
+            g.gop_bytes = 0;
+            g.gop_at = Some(Utc::now());
+        }
+        if !g.gop.is_empty() || f.key {
+            if g.gop.len() >= GOP_MAX_FRAMES || g.gop_bytes + f.bytes > GOP_MAX_BYTES {
+                g.gop.clear();
+                g.gop_bytes = 0;
+            } else {
+                g.gop_bytes += f.bytes;
+                g.gop.push(f.clone());
+            }
+        }
+        let (mut out, mut dropped) = (0u64, 0u64);
+        for v in &g.viewers {
+            let (queued, lost) = v.push(&f);
+            dropped += lost;
+            if queued {
+                out += f.bytes as u64;
+                v.notify.notify_one();
+            }
+        }
+        self.stats.bytes_out.fetch_add(out, Ordering::Relaxed);
+        self.stats.drops.fetch_add(dropped, Ordering::Relaxed);
+    }
+
+    /// Joins a viewer: its queue starts with the GOP cache, so its first frame is a keyframe.
+    pub fn subscribe(self: &Arc<Self>) -> Subscription {
+        let mut g = self.lock();
+        let gop: VecDeque<Arc<Frame>> = g.gop.iter().cloned().collect();
+        let first = gop.front().map(|f| (f.seq, f.ts));
+        let viewer = Arc::new(Viewer {
+            queue: Mutex::new(Queue {
+                skipping: gop.is_empty(),
+                lagged: false,
+                limit: gop.len() + VIEWER_QUEUE_FRAMES,
+                frames: gop,
+            }),
+            notify: Notify::new(),
+            closed: AtomicBool::new(false),
+            skipped: AtomicU64::new(0),
+        });
+        if first.is_some() {
+            viewer.notify.notify_one();
+        }
+        g.viewers.push(viewer.clone());
+        self.stats.clients.store(g.viewers.len(), Ordering::Relaxed);
+        let ssrc = g.rs.ssrc;
+        Subscription { viewer, hub: self.clone(), first, ssrc }
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.lock().rs.ssrc
+    }
+
+    /// The keyframe that starts the cached GOP, as Annex B with the parameter sets first.
+    pub fn latest_keyframe(&self) -> Option<Keyframe> {
+        let desc = self.description()?;
+        let g = self.lock();
+        let f = g.gop.first().filter(|f| f.key)?.clone();
+        let captured = g.gop_at.unwrap_or_else(Utc::now);
+        drop(g);
+        let mut annexb = desc.param_sets.clone();
+        keyframe::to_annexb(desc.codec, f.packets.iter().filter_map(|p| rtp_payload(p)), &mut annexb);
+        Some(Keyframe { stream: self.name.clone(), codec: desc.codec, annexb: Bytes::from(annexb), captured })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtp(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, 96 | if marker { 0x80 } else { 0 }];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&0x1234u32.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn desc() -> Description {
+        Description {
+            codec: VideoCodec::H264,
+            payload_type: 96,
+            clock_rate: 90_000,
+            media_lines: vec![],
+            param_sets: vec![0, 0, 0, 1, 0x67, 1],
+        }
+    }
+
+    fn seqs(v: &Viewer) -> Vec<u16> {
+        let mut fs = Vec::new();
+        v.take(&mut fs);
+        fs.iter().flat_map(|f| f.packets.iter().map(|p| u16::from_be_bytes([p[2], p[3]]))).collect()
+    }
+
+    #[test]
+    fn new_viewer_starts_at_the_cached_keyframe_and_restamps_continue() {
+        let hub = StreamHub::new("main", StreamConfig::default());
+        let t0 = Instant::now();
+        hub.begin_session(desc());
+        hub.packet(&rtp(100, 1000, false, &[0x7c, 0x85, 1]), t0);
+        hub.packet(&rtp(101, 1000, true, &[0x7c, 0x45, 2]), t0);
+        hub.packet(&rtp(102, 7000, true, &[0x41, 3]), t0);
+        let sub = hub.subscribe();
+        let s = seqs(&sub.viewer);
+        assert_eq!(s.len(), 3);
+        assert!(s.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+        let kf = hub.latest_keyframe().unwrap();
+        assert_eq!(&kf.annexb[..], &[0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x65, 1, 2]);
+        // The doorbell reboots: new session, new numbering. The viewer sees no gap.
+        hub.end_session();
+        hub.begin_session(desc());
+        let t1 = t0 + Duration::from_secs(3);
+        hub.packet(&rtp(5, 50, true, &[0x65, 9]), t1);
+        let s2 = seqs(&sub.viewer);
+        assert_eq!(s2, vec![s[2].wrapping_add(1)]);
+        assert_eq!(hub.stats.reconnects.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn slow_viewer_skips_to_the_next_keyframe() {
+        let hub = StreamHub::new("main", StreamConfig::default());
+        let t = Instant::now();
+        hub.begin_session(desc());
+        let slow = hub.subscribe();
+        let mut seq = 0u16;
+        let mut ts = 0u32;
+        for i in 0..(VIEWER_QUEUE_FRAMES + 10) {
+            let nal = if i % 100 == 0 { 0x65 } else { 0x41 };
+            hub.packet(&rtp(seq, ts, true, &[nal, 0]), t);
+            seq += 1;
+            ts += 6000;
+        }
+        assert!(slow.viewer.skipped.load(Ordering::Relaxed) > 0);
+        let mut fs = Vec::new();
+        slow.viewer.take(&mut fs);
+        assert!(fs.is_empty(), "dropped until the next keyframe");
+        hub.packet(&rtp(seq, ts, true, &[0x65, 0]), t);
+        slow.viewer.take(&mut fs);
+        assert!(fs.len() == 1 && fs[0].key);
+    }
+}

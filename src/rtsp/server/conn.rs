@@ -1,0 +1,301 @@
+//! One viewer connection: a reader that answers requests and a writer that owns the socket's
+//! write half. Responses and media share the writer, so they never interleave mid-message;
+//! media goes out as every frame queued since the last write, in one write.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::auth::Challenge;
+use super::codec::{self, Item, Request};
+use super::ServerCtx;
+use crate::rtsp::hub::{Demand, Frame, StreamHub, Subscription, Viewer};
+use crate::rtsp::sdp::TRACK;
+
+/// A connection that has not started playing and sends nothing for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Session timeout we announce; over TCP the connection itself carries liveness.
+pub const SESSION_TIMEOUT_SECS: u32 = 60;
+/// How long DESCRIBE waits for a stream whose doorbell session is still opening.
+pub const DESCRIBE_WAIT: Duration = Duration::from_secs(10);
+/// Send buffer per viewer: small enough that a viewer who stops reading is noticed in seconds.
+pub const SEND_BUFFER: usize = 256 * 1024;
+const REALM: &str = "Doorbell Bridge";
+/// Batch buffer capacity a viewer keeps between writes.
+const BATCH_KEEP: usize = 64 * 1024;
+
+enum Out {
+    Bytes(Vec<u8>),
+    Play(Arc<Viewer>, u8, Arc<StreamHub>),
+    Stop,
+    Close,
+}
+
+struct State {
+    peer: SocketAddr,
+    authed: bool,
+    challenge: Challenge,
+    session: Option<String>,
+    stream: Option<Arc<StreamHub>>,
+    channel: u8,
+    demand: Option<Demand>,
+    sub: Option<Subscription>,
+}
+
+pub async fn run(sock: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, shutdown: CancellationToken) {
+    let _ = sock.set_nodelay(true);
+    let _ = socket2::SockRef::from(&sock).set_send_buffer_size(SEND_BUFFER);
+    let (mut rd, wr) = sock.into_split();
+    let (tx, rx) = mpsc::channel::<Out>(16);
+    let done = shutdown.child_token();
+    let writer = tokio::spawn(write_loop(wr, rx, ctx.stall, done.clone()));
+    let mut st = State {
+        peer,
+        authed: ctx.access.trusted(peer.ip()),
+        challenge: Challenge::new(REALM),
+        session: None,
+        stream: None,
+        channel: 0,
+        demand: None,
+        sub: None,
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    'conn: loop {
+        loop {
+            match codec::parse(&buf) {
+                Ok(Some((item, used))) => {
+                    buf.drain(..used);
+                    if let Item::Request(req) = item {
+                        let close = handle(&mut st, &ctx, &tx, req).await;
+                        if close {
+                            let _ = tx.send(Out::Close).await;
+                            break 'conn;
+                        }
+                    }
+                    // Interleaved data from a viewer is RTCP receiver reports: nothing to do.
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!("RTSP viewer {peer}: {} ({})", e.why, e.status);
+                    let _ = tx.send(Out::Bytes(codec::response(e.status, None, &[], b""))).await;
+                    let _ = tx.send(Out::Close).await;
+                    break 'conn;
+                }
+            }
+        }
+        let idle = if st.sub.is_some() { Duration::from_secs(24 * 3600) } else { IDLE_TIMEOUT };
+        tokio::select! {
+            r = tokio::time::timeout(idle, rd.read_buf(&mut buf)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(_)) => {}
+            },
+            _ = done.cancelled() => break,
+        }
+    }
+    drop(st);
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Answers one request; true when the connection should close after the answer.
+async fn handle(st: &mut State, ctx: &ServerCtx, tx: &mpsc::Sender<Out>, req: Request) -> bool {
+    let cseq = req.cseq().map(str::to_string);
+    let respond = |status: u16, headers: &[(&str, String)], body: &[u8]| {
+        Out::Bytes(codec::response(status, cseq.as_deref(), headers, body))
+    };
+    let method = req.method.as_str();
+    if method != "OPTIONS" && !st.authed {
+        let a = &ctx.access;
+        if st.challenge.check(req.header("Authorization"), method, &a.rtsp_username, a.rtsp_password.expose())
+            && !a.rtsp_password.is_empty()
+        {
+            st.authed = true;
+        } else {
+            tracing::debug!("RTSP viewer {}: {method} without valid credentials", st.peer);
+            let _ = tx.send(respond(401, &st.challenge.headers(true), b"")).await;
+            return false;
+        }
+    }
+    let session_hdr = |st: &State| st.session.as_ref().map(|s| format!("{s};timeout={SESSION_TIMEOUT_SECS}"));
+    let path = codec::uri_path(&req.uri);
+    let name = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let out = match method {
+        "OPTIONS" => respond(
+            200,
+            &[("Public", "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER".into())],
+            b"",
+        ),
+        "DESCRIBE" => {
+            let Some(hub) = ctx.hub.get(name) else {
+                let _ = tx.send(respond(404, &[], b"")).await;
+                return false;
+            };
+            if st.demand.is_none() {
+                st.demand = Some(hub.demand());
+            }
+            match hub.wait_description(DESCRIBE_WAIT).await {
+                None => respond(503, &[("Retry-After", "5".into())], b""),
+                Some(d) => {
+                    let base = format!("{}/", req.uri.trim_end_matches('/'));
+                    let sdp = d.viewer_sdp(&hub.name, hub.sdp_id);
+                    respond(200, &[("Content-Type", "application/sdp".into()), ("Content-Base", base)], sdp.as_bytes())
+                }
+            }
+        }
+        "SETUP" => {
+            let Some(hub) = ctx.hub.get(name).cloned() else {
+                let _ = tx.send(respond(404, &[], b"")).await;
+                return false;
+            };
+            if st.stream.as_ref().is_some_and(|s| !Arc::ptr_eq(s, &hub)) {
+                let _ = tx.send(respond(459, &[], b"")).await;
+                return false;
+            }
+            let Some(ch) = codec::tcp_interleaved(req.header("Transport").unwrap_or("")) else {
+                // RTP over the RTSP connection only; a UDP client retries with TCP.
+                let _ = tx.send(respond(461, &[], b"")).await;
+                return false;
+            };
+            st.channel = ch.map(|c| c.0).unwrap_or(0);
+            if st.demand.is_none() {
+                st.demand = Some(hub.demand());
+            }
+            st.stream = Some(hub.clone());
+            if st.session.is_none() {
+                st.session = Some(format!("{:016X}", rand::random::<u64>()));
+            }
+            let transport = format!(
+                "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08X}",
+                st.channel,
+                st.channel.wrapping_add(1),
+                hub.ssrc()
+            );
+            respond(200, &[("Transport", transport), ("Session", session_hdr(st).unwrap_or_default())], b"")
+        }
+        "PLAY" => {
+            let (Some(hub), Some(_)) = (st.stream.clone(), st.session.as_ref()) else {
+                let _ = tx.send(respond(455, &[], b"")).await;
+                return false;
+            };
+            if req.session() != st.session.as_deref() {
+                let _ = tx.send(respond(454, &[], b"")).await;
+                return false;
+            }
+            if st.sub.is_none() {
+                // `Range` is ignored: this is a live stream, everyone shares one timeline.
+                let sub = hub.subscribe();
+                let base = req.uri.trim_end_matches('/').to_string();
+                let url = if base.ends_with(TRACK) { base } else { format!("{base}/{TRACK}") };
+                let rtp_info = match sub.first {
+                    Some((seq, ts)) => format!("url={url};seq={seq};rtptime={ts}"),
+                    None => format!("url={url}"),
+                };
+                let resp = respond(
+                    200,
+                    &[
+                        ("Session", session_hdr(st).unwrap_or_default()),
+                        ("Range", "npt=0.000-".into()),
+                        ("RTP-Info", rtp_info),
+                    ],
+                    b"",
+                );
+                let _ = tx.send(resp).await;
+                let _ = tx.send(Out::Play(sub.viewer.clone(), st.channel, hub.clone())).await;
+                st.sub = Some(sub);
+                return false;
+            }
+            respond(200, &[("Session", session_hdr(st).unwrap_or_default())], b"")
+        }
+        "PAUSE" => {
+            st.sub = None;
+            let _ = tx.send(Out::Stop).await;
+            respond(200, &[("Session", session_hdr(st).unwrap_or_default())], b"")
+        }
+        "TEARDOWN" => {
+            st.sub = None;
+            let _ = tx.send(Out::Stop).await;
+            let _ = tx.send(respond(200, &[], b"")).await;
+            return true;
+        }
+        "GET_PARAMETER" | "SET_PARAMETER" => {
+            let h: Vec<(&str, String)> = session_hdr(st).map(|s| ("Session", s)).into_iter().collect();
+            respond(200, &h, b"")
+        }
+        _ => respond(501, &[], b""),
+    };
+    let _ = tx.send(out).await;
+    false
+}
+
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: Duration, done: CancellationToken) {
+    let mut play: Option<(Arc<Viewer>, u8, Arc<StreamHub>)> = None;
+    let mut frames: Vec<Arc<Frame>> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        if let Some((v, ch, hub)) = &play {
+            v.take(&mut frames);
+            if !frames.is_empty() {
+                buf.clear();
+                let data: &[u8] = if *ch == 0 && frames.len() == 1 {
+                    &frames[0].wire
+                } else {
+                    for f in &frames {
+                        if *ch == 0 {
+                            buf.extend_from_slice(&f.wire);
+                        } else {
+                            for p in &f.packets {
+                                codec::put_interleaved(&mut buf, *ch, p);
+                            }
+                        }
+                    }
+                    &buf
+                };
+                let r = tokio::time::timeout(stall, wr.write_all(data)).await;
+                frames.clear();
+                if buf.capacity() > BATCH_KEEP {
+                    // The GOP burst at PLAY is large and happens once: don't keep its buffer per viewer.
+                    buf = Vec::new();
+                }
+                match r {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        hub.stats.stalled.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!("RTSP viewer of {} stopped reading; disconnecting it", hub.name);
+                        break;
+                    }
+                }
+            }
+        }
+        let wake = async {
+            match &play {
+                Some((v, _, _)) => v.notify.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            m = rx.recv() => match m {
+                None | Some(Out::Close) => break,
+                Some(Out::Bytes(b)) => {
+                    if !matches!(tokio::time::timeout(stall, wr.write_all(&b)).await, Ok(Ok(()))) {
+                        break;
+                    }
+                }
+                Some(Out::Play(v, ch, hub)) => play = Some((v, ch, hub)),
+                Some(Out::Stop) => play = None,
+            },
+            _ = wake => {}
+            _ = done.cancelled() => break,
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+    done.cancel();
+}

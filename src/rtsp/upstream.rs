@@ -1,0 +1,162 @@
+//! The one session per stream on the doorbell (retina, RTP over the RTSP TCP connection).
+//! `run` loops over `run_once` with backoff; always-on streams reconnect at once after a drop,
+//! on-demand ones open only while somebody watches and close after the linger time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use retina::client::{
+    Credentials, PacketItem, PlayOptions, SessionGroup, SessionOptions, SetupOptions, TcpTransportOptions,
+    TeardownPolicy, Transport,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::rtsp::hub::{StreamHub, UpstreamState};
+use crate::rtsp::sdp;
+
+pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// EZVIZ DB1 / Hikvision DS-HD1 (all firmware seen): at most 3 RTSP sessions; a 4th gets 453 or
+/// 503, and sessions of a client that vanished count until they time out. Wait this long
+/// before trying again so stale sessions can expire.
+pub const SESSION_LIMIT_BACKOFF: Duration = Duration::from_secs(5);
+/// No packet for this long means the session is dead.
+pub const DATA_TIMEOUT: Duration = Duration::from_secs(10);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A session that played this long resets the backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct Upstream {
+    pub url: url::Url,
+    pub creds: Option<Credentials>,
+}
+
+enum End {
+    /// Nobody watched an on-demand stream for the linger time.
+    Idle,
+    Shutdown,
+}
+
+pub async fn run(hub: Arc<StreamHub>, up: Upstream, shutdown: CancellationToken) {
+    let group = Arc::new(SessionGroup::default());
+    let mut backoff = BACKOFF_MIN;
+    let mut demand = hub.demand_watch();
+    loop {
+        if hub.config.on_demand {
+            hub.set_state(UpstreamState::Idle);
+            tokio::select! {
+                r = demand.wait_for(|d| *d > 0) => if r.is_err() { break },
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        hub.set_state(UpstreamState::Connecting);
+        let started = Instant::now();
+        let res = run_once(&hub, &up, &group, &shutdown).await;
+        hub.end_session();
+        // Dropping the session sent TEARDOWN; wait (bounded) so the doorbell's slot is free.
+        let _ = tokio::time::timeout(Duration::from_secs(2), group.await_teardown()).await;
+        match res {
+            Ok(End::Shutdown) => break,
+            Ok(End::Idle) => {
+                backoff = BACKOFF_MIN;
+                continue;
+            }
+            Err(e) => {
+                if started.elapsed() > HEALTHY_AFTER {
+                    backoff = BACKOFF_MIN;
+                }
+                let mut wait = backoff;
+                if e.kind() == ErrorKind::Unavailable {
+                    wait = wait.max(SESSION_LIMIT_BACKOFF);
+                }
+                tracing::warn!("stream {}: {}; retrying in {:.1}s", hub.name, e.chain(), wait.as_secs_f64());
+                hub.set_state(UpstreamState::Backoff);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {},
+                    _ = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    hub.set_state(UpstreamState::Stopped);
+}
+
+fn upstream_err(what: &str, e: retina::Error) -> Error {
+    // 453 Not Enough Bandwidth / 503: the doorbell's session limit.
+    let kind = match e.status_code() {
+        Some(453) | Some(503) => ErrorKind::Unavailable,
+        _ => ErrorKind::Upstream,
+    };
+    Error::wrap(kind, what.to_string(), e)
+}
+
+async fn run_once(
+    hub: &Arc<StreamHub>,
+    up: &Upstream,
+    group: &Arc<SessionGroup>,
+    shutdown: &CancellationToken,
+) -> Result<End> {
+    let opts = SessionOptions::default()
+        .creds(up.creds.clone())
+        .user_agent(format!("doorbell-bridge/{}", env!("CARGO_PKG_VERSION")))
+        .session_group(group.clone())
+        .teardown(TeardownPolicy::Auto);
+    let mut session = tokio::time::timeout(CONNECT_TIMEOUT, retina::client::Session::describe(up.url.clone(), opts))
+        .await
+        .map_err(|_| Error::new(ErrorKind::Timeout, "DESCRIBE timed out"))?
+        .map_err(|e| upstream_err("DESCRIBE failed", e))?;
+    let Some((index, desc)) = session
+        .streams()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.media() == "video")
+        .find_map(|(i, _)| sdp::video_section(session.sdp(), i).map(|d| (i, d)))
+    else {
+        return Err(Error::new(ErrorKind::Upstream, "the doorbell offers no H.264/H.265 video"));
+    };
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        session.setup(index, SetupOptions::default().transport(Transport::Tcp(TcpTransportOptions::default()))),
+    )
+    .await
+    .map_err(|_| Error::new(ErrorKind::Timeout, "SETUP timed out"))?
+    .map_err(|e| upstream_err("SETUP failed", e))?;
+    let mut playing = tokio::time::timeout(CONNECT_TIMEOUT, session.play(PlayOptions::default()))
+        .await
+        .map_err(|_| Error::new(ErrorKind::Timeout, "PLAY timed out"))?
+        .map_err(|e| upstream_err("PLAY failed", e))?;
+    tracing::info!("stream {}: playing {}", hub.name, up.url.path());
+    hub.begin_session(desc);
+    let mut demand = hub.demand_watch();
+    let linger = Duration::from_secs(hub.config.linger_secs);
+    let mut idle_since: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            item = tokio::time::timeout(DATA_TIMEOUT, playing.next()) => match item {
+                Err(_) => return Err(Error::new(ErrorKind::Timeout, "no data from the doorbell")),
+                Ok(None) => return Err(Error::new(ErrorKind::Upstream, "the doorbell closed the session")),
+                Ok(Some(Err(e))) => return Err(upstream_err("session failed", e)),
+                Ok(Some(Ok(PacketItem::Rtp(p)))) => {
+                    if p.stream_id() == index {
+                        hub.packet(p.raw(), Instant::now());
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+            },
+            _ = tick.tick(), if hub.config.on_demand => {
+                if *demand.borrow_and_update() > 0 {
+                    idle_since = None;
+                } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= linger {
+                    tracing::info!("stream {}: nobody watching; closing the doorbell session", hub.name);
+                    return Ok(End::Idle);
+                }
+            }
+            _ = shutdown.cancelled() => return Ok(End::Shutdown),
+        }
+    }
+}

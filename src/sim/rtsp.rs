@@ -1,0 +1,326 @@
+//! The simulated doorbell's RTSP server: the DB1's paths (`/Streaming/Channels/101/` and `/102/`),
+//! Digest auth (Basic accepted too), RTP over the RTSP connection, its 3-session limit (a 4th
+//! SETUP gets 453), and a bundled H.264 clip (1536x2048 portrait, 15 fps, keyframe every 2 s)
+//! looped forever with continuous timestamps. While the doorbell is "rebooting" every session
+//! is dropped and connections are refused.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::{SimOptions, SimState};
+use crate::media::VideoCodec;
+use crate::rtsp::keyframe::split_annexb;
+use crate::rtsp::server::auth::Challenge;
+use crate::rtsp::server::codec::{self, Item, Request};
+
+/// Raw Annex B H.264, made by `tests/data/rtsp/make_clip.sh`.
+static CLIP: &[u8] = include_bytes!("../../tests/data/rtsp/doorbell_1536x2048_15fps.h264");
+pub const FPS: u32 = 15;
+const TS_PER_FRAME: u32 = 90_000 / FPS;
+/// EZVIZ DB1 / Hikvision DS-HD1: at most 3 simultaneous RTSP sessions; the 4th gets 453.
+pub const MAX_SESSIONS: usize = 3;
+pub const PATHS: [&str; 2] = ["/Streaming/Channels/101", "/Streaming/Channels/102"];
+const REALM: &str = "IP Camera(C12345678)";
+const MAX_PAYLOAD: usize = 1400;
+const PT: u8 = 96;
+
+pub struct Clip {
+    /// Per access unit, its RTP payloads (single NAL units or FU-A fragments, RFC 6184).
+    pub frames: Vec<Vec<Vec<u8>>>,
+    pub sprop: String,
+    pub profile_level_id: String,
+    pub codec: VideoCodec,
+}
+
+pub fn clip() -> &'static Clip {
+    static C: OnceLock<Clip> = OnceLock::new();
+    C.get_or_init(|| build_clip(CLIP))
+}
+
+fn packetize(nal: &[u8], out: &mut Vec<Vec<u8>>) {
+    if nal.len() <= MAX_PAYLOAD {
+        out.push(nal.to_vec());
+        return;
+    }
+    let (hdr, body) = (nal[0], &nal[1..]);
+    let chunks: Vec<&[u8]> = body.chunks(MAX_PAYLOAD - 2).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        let mut fu = (hdr & 0x1f) | if i == 0 { 0x80 } else { 0 };
+        if i == chunks.len() - 1 {
+            fu |= 0x40;
+        }
+        let mut p = vec![(hdr & 0xe0) | 28, fu];
+        p.extend_from_slice(c);
+        out.push(p);
+    }
+}
+
+pub fn build_clip(data: &[u8]) -> Clip {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (mut sps, mut pps) = (None, None);
+    let mut frames = Vec::new();
+    let mut cur = Vec::new();
+    let mut cur_has_slice = false;
+    for nal in split_annexb(data) {
+        let t = nal[0] & 0x1f;
+        match t {
+            7 => sps = sps.or(Some(nal)),
+            8 => pps = pps.or(Some(nal)),
+            9 => continue, // access unit delimiters are not sent over RTP by cameras
+            _ => {}
+        }
+        // A new picture starts at a non-slice NAL after slices, or at a slice whose
+        // first_mb_in_slice is 0 (ue(v) 0 is a single 1 bit).
+        let is_slice = matches!(t, 1 | 5);
+        let starts_picture = !is_slice || nal.get(1).is_some_and(|b| b & 0x80 != 0);
+        if cur_has_slice && starts_picture {
+            frames.push(std::mem::take(&mut cur));
+            cur_has_slice = false;
+        }
+        packetize(nal, &mut cur);
+        cur_has_slice |= is_slice;
+    }
+    if cur_has_slice {
+        frames.push(cur);
+    }
+    let sps = sps.unwrap_or(&[0x67, 0x4d, 0x00, 0x28]);
+    let pps = pps.unwrap_or(&[0x68]);
+    Clip {
+        frames,
+        sprop: format!("{},{}", b64.encode(sps), b64.encode(pps)),
+        profile_level_id: hex::encode_upper(sps.get(1..4).unwrap_or(&[0x4d, 0, 0x28])),
+        codec: VideoCodec::H264,
+    }
+}
+
+pub async fn start(
+    opts: &SimOptions,
+    state: Arc<SimState>,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(SocketAddr::new(opts.bind, opts.rtsp_port)).await?;
+    let addr = listener.local_addr()?;
+    let opts = opts.clone();
+    let _ = clip();
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let sock = tokio::select! {
+                r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+                _ = shutdown.cancelled() => break,
+            };
+            while conns.try_join_next().is_some() {}
+            if !state.online.load(Ordering::SeqCst) {
+                drop(sock); // rebooting: nobody answers
+                continue;
+            }
+            conns.spawn(conn(sock, addr, opts.clone(), state.clone(), shutdown.clone()));
+        }
+        conns.shutdown().await;
+    });
+    Ok((addr, task))
+}
+
+struct Session {
+    id: String,
+    channel: u8,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    frame: usize,
+    playing: bool,
+}
+
+async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Arc<SimState>, sd: CancellationToken) {
+    let _ = sock.set_nodelay(true);
+    let challenge = Challenge::new(REALM);
+    let mut sess: Option<Session> = None;
+    let mut buf = Vec::with_capacity(4096);
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / FPS);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    'conn: loop {
+        loop {
+            match codec::parse(&buf) {
+                Ok(Some((item, used))) => {
+                    buf.drain(..used);
+                    if let Item::Request(req) = item {
+                        let (resp, close) = answer(&req, addr, &opts, &state, &challenge, &mut sess);
+                        if sock.write_all(&resp).await.is_err() || close {
+                            break 'conn;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = sock.write_all(&codec::response(e.status, None, &[], b"")).await;
+                    break 'conn;
+                }
+            }
+        }
+        tokio::select! {
+            r = sock.read_buf(&mut buf) => if !matches!(r, Ok(n) if n > 0) { break },
+            _ = tick.tick() => {
+                if !state.online.load(Ordering::SeqCst) {
+                    break; // rebooting: every session drops
+                }
+                if let Some(s) = sess.as_mut().filter(|s| s.playing) {
+                    let out = next_frame(s);
+                    if sock.write_all(&out).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            _ = sd.cancelled() => break,
+        }
+    }
+    if sess.is_some() {
+        state.rtsp_sessions.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn next_frame(s: &mut Session) -> Vec<u8> {
+    let c = clip();
+    let payloads = &c.frames[s.frame % c.frames.len()];
+    let mut out = Vec::with_capacity(payloads.iter().map(|p| p.len() + 16).sum());
+    for (i, p) in payloads.iter().enumerate() {
+        let last = i + 1 == payloads.len();
+        let mut pkt = Vec::with_capacity(12 + p.len());
+        pkt.push(0x80);
+        pkt.push(PT | if last { 0x80 } else { 0 });
+        pkt.extend_from_slice(&s.seq.to_be_bytes());
+        pkt.extend_from_slice(&s.ts.to_be_bytes());
+        pkt.extend_from_slice(&s.ssrc.to_be_bytes());
+        pkt.extend_from_slice(p);
+        codec::put_interleaved(&mut out, s.channel, &pkt);
+        s.seq = s.seq.wrapping_add(1);
+    }
+    s.ts = s.ts.wrapping_add(TS_PER_FRAME);
+    s.frame += 1;
+    out
+}
+
+fn path_of(uri: &str) -> Option<&'static str> {
+    let p = codec::uri_path(uri);
+    let p = p.split('?').next().unwrap_or(p);
+    PATHS.iter().copied().find(|k| p.starts_with(k))
+}
+
+fn answer(
+    req: &Request,
+    addr: SocketAddr,
+    opts: &SimOptions,
+    state: &SimState,
+    challenge: &Challenge,
+    sess: &mut Option<Session>,
+) -> (Vec<u8>, bool) {
+    let cseq = req.cseq();
+    let r = |status: u16, headers: &[(&str, String)], body: &[u8]| codec::response(status, cseq, headers, body);
+    let server = ("Server", "Hikvision-Webs (simulated)".to_string());
+    if req.method == "OPTIONS" {
+        let public = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER, SET_PARAMETER".to_string();
+        return (r(200, &[("Public", public), server], b""), false);
+    }
+    if !challenge.check(req.header("Authorization"), &req.method, &opts.username, &opts.password) {
+        return (r(401, &challenge.headers(false), b""), false);
+    }
+    let Some(path) = path_of(&req.uri) else { return (r(404, &[], b""), false) };
+    let base = format!("rtsp://{addr}{path}/");
+    let session_hdr = |s: &Session| ("Session", format!("{};timeout=60", s.id));
+    match req.method.as_str() {
+        "DESCRIBE" => {
+            let c = clip();
+            let sdp = format!(
+                "v=0\r\no=- 1109162014219182 1109162014219192 IN IP4 {ip}\r\ns=Media Presentation\r\ne=NONE\r\n\
+                 b=AS:5050\r\nt=0 0\r\na=control:{base}\r\nm=video 0 RTP/AVP {PT}\r\nc=IN IP4 0.0.0.0\r\n\
+                 b=AS:5000\r\na=recvonly\r\na=x-dimensions:1536,2048\r\na=control:{base}trackID=1\r\n\
+                 a=rtpmap:{PT} H264/90000\r\na=fmtp:{PT} profile-level-id={pl}; packetization-mode=1; \
+                 sprop-parameter-sets={sp}\r\na=framerate:{FPS}.0\r\n",
+                ip = addr.ip(),
+                pl = c.profile_level_id,
+                sp = c.sprop,
+            );
+            let h = [("Content-Type", "application/sdp".to_string()), ("Content-Base", base), server];
+            (r(200, &h, sdp.as_bytes()), false)
+        }
+        "SETUP" => {
+            let Some(ch) = codec::tcp_interleaved(req.header("Transport").unwrap_or("")) else {
+                return (r(461, &[], b""), false);
+            };
+            if sess.is_none() {
+                let taken = state
+                    .rtsp_sessions
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < MAX_SESSIONS).then_some(n + 1));
+                match taken {
+                    Err(_) => return (r(453, &[], b""), false),
+                    Ok(n) => {
+                        state.rtsp_sessions_peak.fetch_max(n + 1, Ordering::SeqCst);
+                    }
+                }
+                *sess = Some(Session {
+                    id: format!("{}", rand::random::<u32>()),
+                    channel: ch.map(|c| c.0).unwrap_or(0),
+                    ssrc: rand::random(),
+                    seq: rand::random(),
+                    ts: rand::random(),
+                    frame: 0,
+                    playing: false,
+                });
+            }
+            let s = sess.as_ref().expect("set above");
+            let t = format!(
+                "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08x};mode=\"play\"",
+                s.channel,
+                s.channel.wrapping_add(1),
+                s.ssrc
+            );
+            (r(200, &[("Transport", t), session_hdr(s), server], b""), false)
+        }
+        "PLAY" => {
+            let Some(s) = sess.as_mut() else { return (r(454, &[], b""), false) };
+            if !s.playing {
+                s.playing = true;
+                s.frame = 0; // a camera starts a new client at a keyframe
+            }
+            let info = format!("url={base}trackID=1;seq={};rtptime={}", s.seq, s.ts);
+            (r(200, &[session_hdr(s), ("RTP-Info", info), ("Range", "npt=now-".into()), server], b""), false)
+        }
+        "TEARDOWN" => {
+            if sess.take().is_some() {
+                state.rtsp_sessions.fetch_sub(1, Ordering::SeqCst);
+            }
+            (r(200, &[server], b""), true)
+        }
+        "GET_PARAMETER" | "SET_PARAMETER" => {
+            let h: Vec<(&str, String)> = sess.as_ref().map(session_hdr).into_iter().collect();
+            (r(200, &h, b""), false)
+        }
+        _ => (r(405, &[], b""), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_is_portrait_15fps_with_a_keyframe_every_2s() {
+        let c = clip();
+        assert_eq!(c.frames.len(), 60);
+        let keys: Vec<usize> = c
+            .frames
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.iter().any(|p| crate::rtsp::keyframe::is_key(VideoCodec::H264, p)))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(keys, vec![0, 30]);
+        assert!(c.frames.iter().flatten().all(|p| p.len() <= MAX_PAYLOAD));
+    }
+}
