@@ -19,6 +19,26 @@ pub struct DemoOptions {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Test and benchmark knobs of `demo`, kept apart from `DemoOptions` so its users are unaffected.
+#[derive(Clone, Debug, Default)]
+pub struct DemoTuning {
+    /// Overrides `ring.min_gap_ms` (the end-to-end benchmark presses faster than a person would).
+    pub ring_min_gap_ms: Option<u64>,
+    /// Loopback clients need the API token too (to exercise authentication from loopback).
+    pub require_token: bool,
+}
+
+impl DemoTuning {
+    pub fn apply(&self, cfg: &mut Config) {
+        if let Some(gap) = self.ring_min_gap_ms {
+            cfg.ring.min_gap_ms = gap;
+        }
+        if self.require_token {
+            cfg.server.trust_loopback = false;
+        }
+    }
+}
+
 impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions { http_port: 8565, rtsp_port: 8564, sim_port: 8580, data_dir: None }
@@ -44,6 +64,10 @@ pub fn demo_config(opts: &DemoOptions, sim: &Sim) -> Config {
 }
 
 pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<()> {
+    run_tuned(opts, DemoTuning::default(), shutdown).await
+}
+
+pub async fn run_tuned(opts: DemoOptions, tuning: DemoTuning, shutdown: CancellationToken) -> Result<()> {
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let sim_opts = SimOptions {
         bind: lo,
@@ -58,7 +82,8 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<()> {
             e,
         )
     })?;
-    let cfg = demo_config(&opts, &sim);
+    let mut cfg = demo_config(&opts, &sim);
+    tuning.apply(&mut cfg);
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("doorbell-bridge-demo"));
     let app = App::build(cfg, data_dir).await?;
     if let Some(a) = app.coiot_addr() {

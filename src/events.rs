@@ -100,6 +100,8 @@ pub struct Bus {
     tx: broadcast::Sender<Arc<Record>>,
     sources: Mutex<Vec<Arc<dyn StatusSource>>>,
     version: &'static str,
+    /// Stable id of this bridge install (kept in the data dir), for the integration's unique id.
+    bridge_id: std::sync::OnceLock<String>,
     pub rings_total: std::sync::atomic::AtomicU64,
 }
 
@@ -132,8 +134,13 @@ impl Bus {
             tx,
             sources: Mutex::new(Vec::new()),
             version: env!("CARGO_PKG_VERSION"),
+            bridge_id: std::sync::OnceLock::new(),
             rings_total: Default::default(),
         })
+    }
+
+    pub fn set_bridge_id(&self, id: String) {
+        let _ = self.bridge_id.set(id);
     }
 
     pub fn add_status_source(&self, s: Arc<dyn StatusSource>) {
@@ -229,6 +236,9 @@ impl Bus {
         let st = &g.state;
         let mut body = serde_json::Map::new();
         body.insert("version".into(), json!(self.version));
+        if let Some(id) = self.bridge_id.get() {
+            body.insert("bridge_id".into(), json!(id));
+        }
         body.insert("doorbell".into(), json!({"online": st.doorbell_online}));
         body.insert("streams".into(), json!({}));
         body.insert("sensors".into(), json!(st.sensors));

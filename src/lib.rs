@@ -53,6 +53,26 @@ async fn bind_tcp(ip: IpAddr, port: u16, what: &str) -> Result<TcpListener> {
     })
 }
 
+/// File in the data dir holding the bridge's stable id (`/api/status` `bridge_id`).
+pub const BRIDGE_ID_FILE: &str = "bridge_id";
+
+/// The bridge's id: generated once, then read back, so it survives restarts and updates.
+fn bridge_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join(BRIDGE_ID_FILE);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Ok(s.to_string());
+        }
+    }
+    let mut bytes = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&path, &id)
+        .map_err(|e| Error::wrap(ErrorKind::Io, format!("cannot write {}", path.display()), e))?;
+    Ok(id)
+}
+
 impl App {
     pub async fn build(config: Config, data_dir: PathBuf) -> Result<App> {
         std::fs::create_dir_all(&data_dir).map_err(|e| {
@@ -60,6 +80,7 @@ impl App {
         })?;
         let access = Arc::new(Access::resolve(&config, &data_dir)?);
         let bus = Bus::new();
+        bus.set_bridge_id(bridge_id(&data_dir)?);
         let snapshots = Arc::new(Snapshots::new(&config, &data_dir, bus.clone()));
         let ip: IpAddr = config
             .server
@@ -133,5 +154,25 @@ impl App {
             tracing::warn!("some tasks did not stop in time");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod bridge_id_tests {
+    use super::*;
+
+    #[test]
+    fn generated_once_then_kept() {
+        let dir = std::env::temp_dir().join(format!("doorbell-bridge-id-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = bridge_id(&dir).unwrap();
+        assert!(a.len() == 16 && a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(bridge_id(&dir).unwrap(), a);
+        // A damaged file is replaced rather than served.
+        std::fs::write(dir.join(BRIDGE_ID_FILE), "bad id\n\0").unwrap();
+        let b = bridge_id(&dir).unwrap();
+        assert_ne!(b, a);
+        assert!(b.bytes().all(|c| c.is_ascii_alphanumeric()));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use doorbell_bridge::config::Config;
-use doorbell_bridge::demo::DemoOptions;
+use doorbell_bridge::demo::{DemoOptions, DemoTuning};
 use doorbell_bridge::error::ErrorKind;
 use doorbell_bridge::supervisor;
 
@@ -36,6 +36,12 @@ enum Command {
         sim_port: u16,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Shortest time between two rings (default: the configuration's ring.min_gap_ms).
+        #[arg(long)]
+        ring_min_gap_ms: Option<u64>,
+        /// Loopback clients need the API token too.
+        #[arg(long)]
+        require_token: bool,
     },
     /// Validate a configuration file: exit 0, or print every problem and exit 2.
     CheckConfig { path: PathBuf },
@@ -154,11 +160,12 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match cli.command {
             Some(Command::Healthcheck) => healthcheck(cli.config.as_deref()).await,
-            Some(Command::Demo { http_port, rtsp_port, sim_port, data_dir }) => {
+            Some(Command::Demo { http_port, rtsp_port, sim_port, data_dir, ring_min_gap_ms, require_token }) => {
                 init_logging("info");
                 let token = shutdown_on_signals();
                 let opts = DemoOptions { http_port, rtsp_port, sim_port, data_dir };
-                match doorbell_bridge::demo::run(opts, token).await {
+                let tuning = DemoTuning { ring_min_gap_ms, require_token };
+                match doorbell_bridge::demo::run_tuned(opts, tuning, token).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => exit_for(&e),
                 }

@@ -1,0 +1,83 @@
+"""Diagnostic sensors: viewers of the bridge's streams, and the upstream state of the main stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from homeassistant.components.sensor import SensorEntity, SensorEntityDescription, SensorStateClass
+from homeassistant.const import EntityCategory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .const import MAIN_STREAM
+from .coordinator import DoorbellBridgeConfigEntry, DoorbellBridgeCoordinator
+from .entity import DoorbellBridgeEntity
+
+PARALLEL_UPDATES = 0
+
+
+def _viewers(status: dict[str, Any]) -> int:
+    streams = status.get("streams") or {}
+    return sum(
+        int(s.get("clients") or 0)
+        for s in streams.values()
+        if isinstance(s, dict) and isinstance(s.get("clients"), int)
+    )
+
+
+def _upstream(status: dict[str, Any]) -> str | None:
+    main = (status.get("streams") or {}).get(MAIN_STREAM)
+    if isinstance(main, dict) and isinstance(main.get("upstream"), str):
+        return main["upstream"]
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DoorbellSensorDescription(SensorEntityDescription):
+    """How one sensor reads the status body."""
+
+    value_fn: Callable[[dict[str, Any]], int | str | None]
+
+
+SENSORS: tuple[DoorbellSensorDescription, ...] = (
+    DoorbellSensorDescription(
+        key="viewers",
+        translation_key="viewers",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=_viewers,
+    ),
+    DoorbellSensorDescription(
+        key="upstream",
+        translation_key="upstream",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=_upstream,
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: DoorbellBridgeConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """One sensor per description."""
+    coordinator = entry.runtime_data.coordinator
+    async_add_entities(DoorbellSensor(coordinator, d) for d in SENSORS)
+
+
+class DoorbellSensor(DoorbellBridgeEntity, SensorEntity):
+    """A diagnostic sensor of the bridge."""
+
+    entity_description: DoorbellSensorDescription
+
+    def __init__(self, coordinator: DoorbellBridgeCoordinator, description: DoorbellSensorDescription) -> None:
+        super().__init__(coordinator, description.key)
+        self.entity_description = description
+
+    @property
+    def native_value(self) -> int | str | None:
+        """The value from the status body."""
+        return self.entity_description.value_fn(self.status)
