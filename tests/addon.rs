@@ -860,3 +860,18 @@ async fn healthcheck_follows_the_bridge() {
     bridge.stop().await;
     assert!(!health());
 }
+
+/// The integration the image bundles (the Dockerfile copies this folder) installs as it is.
+#[test]
+fn the_bundled_integration_installs() {
+    use doorbell_bridge::supervisor::{install_integration, manifest_version, InstallOutcome};
+    let src = root().join("ha_integration/custom_components/doorbell_bridge");
+    let version = manifest_version(&src).expect("the integration's manifest.json has a version");
+    let ha = tempfile::tempdir().unwrap();
+    let dst = ha.path().join("custom_components/doorbell_bridge");
+    assert_eq!(install_integration(&src, &dst).unwrap(), InstallOutcome::Installed { version: version.clone() });
+    for f in ["__init__.py", "manifest.json", "config_flow.py"] {
+        assert!(dst.join(f).is_file(), "{f} not installed");
+    }
+    assert_eq!(install_integration(&src, &dst).unwrap(), InstallOutcome::UpToDate { version });
+}
