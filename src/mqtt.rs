@@ -6,8 +6,14 @@
 //! - `<prefix>/sensor/<name>` `ON`/`OFF`, retained (state).
 //!
 //! rumqttc quirks handled here: `poll()` after an error reconnects at once (we sleep, with
-//! backoff); subscriptions are gone after a clean-session reconnect (resubscribe on every ConnAck);
+//! backoff); subscriptions may be gone after a reconnect (resubscribe on every ConnAck);
 //! the polling task never awaits a publish (a full request queue would deadlock it).
+//!
+//! The session is persistent (clean session off): while the bridge is away — its own backoff, a
+//! broker restart with persistence (the Home Assistant Mosquitto add-on keeps sessions), a bridge
+//! restart — the broker queues the presses published meanwhile (QoS 1) and delivers them on
+//! reconnect, so none is lost. After a long absence those queued messages are old news: they set
+//! state but never ring (see [`queued_is_stale`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +31,18 @@ const BACKOFF_MIN: Duration = Duration::from_millis(200);
 /// is published before we resubscribe.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Queued presses delivered after an absence longer than this would ring too late to be useful.
+pub const QUEUED_STALE_AFTER: Duration = Duration::from_secs(30);
+/// How long after the ConnAck the broker's queued messages keep arriving (it sends them at once).
+pub const QUEUED_BURST: Duration = Duration::from_millis(500);
+
+/// Whether a message is a stale queued one: it arrived in the burst right after a reconnect that
+/// resumed our session, and the bridge was away longer than [`QUEUED_STALE_AFTER`] (or for an
+/// unknown time: the first connection of this process). Such messages count as retained: state,
+/// never a ring.
+pub fn queued_is_stale(session_present: bool, away: Option<Duration>, since_connack: Duration) -> bool {
+    session_present && since_connack <= QUEUED_BURST && away.is_none_or(|a| a > QUEUED_STALE_AFTER)
+}
 /// Requests queued towards the event loop; beyond this a publish is dropped and counted.
 const REQUEST_QUEUE: usize = 256;
 /// Largest packet accepted from the broker.
@@ -45,7 +63,7 @@ fn options(cfg: &Config) -> Option<MqttOptions> {
     }
     let mut o = MqttOptions::new(m.client_id.clone(), host, m.port);
     o.set_keep_alive(KEEP_ALIVE);
-    o.set_clean_session(true);
+    o.set_clean_session(false);
     o.set_max_packet_size(MAX_INCOMING, MAX_INCOMING);
     o.set_last_will(LastWill::new(availability_topic(&m.topic_prefix), "offline", QoS::AtLeastOnce, true));
     if let Some(user) = &m.username {
@@ -64,6 +82,11 @@ pub async fn run(cfg: Config, bus: Arc<Bus>, tx: ObservationTx, shutdown: Cancel
     let publisher = tokio::spawn(publish_events(client.clone(), bus.clone(), prefix.clone(), shutdown.clone()));
     let mut backoff = BACKOFF_MIN;
     let mut failures: u64 = 0;
+    // When the current absence began (None before the first connection: unknown).
+    let mut lost_at: Option<std::time::Instant> = None;
+    let mut connected_once = false;
+    // Set on a ConnAck whose queued burst is stale: (when, stale).
+    let mut connack: (std::time::Instant, bool) = (std::time::Instant::now(), false);
     loop {
         let ev = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -72,19 +95,32 @@ pub async fn run(cfg: Config, bus: Arc<Bus>, tx: ObservationTx, shutdown: Cancel
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 tracing::info!(session_present = ack.session_present, "connected to the MQTT broker");
+                let away = if connected_once { lost_at.map(|t| t.elapsed()) } else { None };
+                let stale = queued_is_stale(ack.session_present, away, Duration::ZERO);
+                if stale {
+                    tracing::info!("presses queued by the broker while the bridge was away are too old: state only");
+                }
+                connack = (std::time::Instant::now(), stale);
+                connected_once = true;
+                lost_at = None;
                 backoff = BACKOFF_MIN;
                 failures = 0;
                 bus.set_source(SOURCE_BROKER, true);
-                // Every connection starts without subscriptions (clean session): subscribe again.
-                for t in sources.subscriptions() {
-                    if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
-                        tracing::warn!("cannot queue an MQTT subscription: {e}");
+                // A broker that lost our session (restart without persistence, first connection) has
+                // no subscriptions for us. With the session resumed they are intact: subscribing
+                // again would only make the broker re-send every retained message.
+                if !ack.session_present {
+                    for t in sources.subscriptions() {
+                        if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
+                            tracing::warn!("cannot queue an MQTT subscription: {e}");
+                        }
                     }
                 }
                 let _ = client.try_publish(availability_topic(&prefix), QoS::AtLeastOnce, true, "online");
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Some(ob) = sources.parse(&p.topic, &p.payload, p.retain) {
+                let stale = connack.1 && connack.0.elapsed() <= QUEUED_BURST;
+                if let Some(ob) = sources.parse(&p.topic, &p.payload, p.retain || stale) {
                     if tx.send(ob).await.is_err() {
                         break;
                     }
@@ -93,6 +129,7 @@ pub async fn run(cfg: Config, bus: Arc<Bus>, tx: ObservationTx, shutdown: Cancel
             Ok(_) => {}
             Err(e) => {
                 failures += 1;
+                lost_at.get_or_insert_with(std::time::Instant::now);
                 bus.set_source(SOURCE_BROKER, false);
                 // Once per outage at warn, then quietly: a broker away for an hour is one story.
                 if failures == 1 {
@@ -154,5 +191,24 @@ async fn publish_events(client: AsyncClient, bus: Arc<Bus>, prefix: String, shut
             dropped += 1;
             tracing::debug!("MQTT publish dropped (queue full or disconnected), {dropped} so far");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_messages_ring_only_after_a_short_absence() {
+        let burst = Duration::from_millis(100);
+        // A broker restart of a second: what it queued still rings.
+        assert!(!queued_is_stale(true, Some(Duration::from_secs(1)), burst));
+        // Away for an hour, or since before this process started: state only.
+        assert!(queued_is_stale(true, Some(Duration::from_secs(3600)), burst));
+        assert!(queued_is_stale(true, None, burst));
+        // No resumed session: nothing was queued for us.
+        assert!(!queued_is_stale(false, None, burst));
+        // After the burst, messages are live.
+        assert!(!queued_is_stale(true, None, QUEUED_BURST + Duration::from_millis(1)));
     }
 }

@@ -265,6 +265,11 @@ impl Detector {
     }
 
     fn counter(&mut self, now_ms: u64, ob: &Observation, cnt: u64, kind: &str, out: &mut Vec<Output>) {
+        if ob.retained && self.cnt.is_some_and(|p| cnt < p) {
+            // A retained counter older than the one we know (the broker re-sends retained messages
+            // on every subscription): stale, not a reboot; keep our baseline.
+            return;
+        }
         let prev = self.cnt.replace(cnt);
         match prev {
             None => self.edges_since_cnt = 0,
@@ -370,6 +375,23 @@ mod tests {
         d.observe(0, &st(false, "S", 43, 300));
         assert_eq!(rings(&d.observe(10, &st(false, "", 0, 1))), 0);
         assert_eq!(rings(&d.observe(20, &st(false, "S", 1, 2))), 1);
+    }
+
+    #[test]
+    fn retained_older_counter_is_stale_not_a_reboot() {
+        // The broker re-sends a retained `input_event` (counter 41) after presses moved it to 43.
+        let mut d = Detector::new(0, 10_000);
+        let counter = |cnt: u64, retained: bool| Observation {
+            counter: Some((cnt, "S".into())),
+            retained,
+            ..Observation::new(Source::Mqtt)
+        };
+        d.observe(0, &counter(41, true));
+        assert_eq!(rings(&d.observe(10, &counter(42, false))), 1);
+        assert_eq!(rings(&d.observe(20, &counter(43, false))), 1);
+        assert_eq!(rings(&d.observe(30, &counter(41, true))), 0);
+        // The next press is one press, not three.
+        assert_eq!(rings(&d.observe(40, &counter(44, false))), 1);
     }
 
     #[test]
