@@ -63,7 +63,9 @@ impl Access {
         if changed {
             std::fs::create_dir_all(data_dir)
                 .kind_ctx(ErrorKind::Io, || format!("cannot create data directory {}", data_dir.display()))?;
-            write_private(&path, &serde_json::to_vec_pretty(&stored).unwrap_or_default())?;
+            let body = serde_json::to_vec_pretty(&stored).unwrap_or_default();
+            crate::datadir::write_atomic(&path, &body, crate::datadir::Access::Private)
+                .kind_ctx(ErrorKind::Io, || format!("cannot write {}", path.display()))?;
             tracing::info!(
                 "generated access credentials (API token, RTSP viewer login); they are kept in {}",
                 path.display()
@@ -118,21 +120,6 @@ pub fn is_loopback(ip: IpAddr) -> bool {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
     }
-}
-
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts.open(&tmp).kind_ctx(ErrorKind::Io, || format!("cannot write {}", tmp.display()))?;
-    f.write_all(data).kind_ctx(ErrorKind::Io, || format!("cannot write {}", tmp.display()))?;
-    f.sync_all().ok();
-    std::fs::rename(&tmp, path).kind_ctx(ErrorKind::Io, || format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod api;
 pub mod config;
+pub mod datadir;
 pub mod demo;
 pub mod error;
 pub mod events;
@@ -68,7 +69,7 @@ fn bridge_id(data_dir: &std::path::Path) -> Result<String> {
     let mut bytes = [0u8; 8];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
     let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&path, &id)
+    datadir::write_atomic(&path, id.as_bytes(), datadir::Access::Default)
         .map_err(|e| Error::wrap(ErrorKind::Io, format!("cannot write {}", path.display()), e))?;
     Ok(id)
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::datadir::{self, write_atomic};
 use crate::events::Ring;
 
 pub const INDEX_FILE: &str = "index.json";
@@ -168,7 +169,7 @@ impl Store {
         if !self.entries.contains_key(&id) {
             return false;
         }
-        let ok = match write_atomic(&self.image_path(id), jpeg) {
+        let ok = match write_atomic(&self.image_path(id), jpeg, datadir::Access::Default) {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!("cannot keep the picture of ring {id} on disk: {e}");
@@ -215,26 +216,10 @@ impl Store {
             Ok(b) => b,
             Err(_) => return,
         };
-        if let Err(e) = write_atomic(&self.dir.join(INDEX_FILE), &body) {
+        if let Err(e) = write_atomic(&self.dir.join(INDEX_FILE), &body, datadir::Access::Default) {
             tracing::warn!("cannot save the ring history: {e}");
         }
     }
-}
-
-/// Write to a temporary file, then rename: a crash or a full disk never leaves half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
 }
 
 #[cfg(test)]
