@@ -605,7 +605,7 @@ fn keep_motion_picture(dir: &Path, jpeg: &[u8], at: DateTime<Utc>) {
         return;
     }
     let name = format!("{}.jpg", at.format("%Y%m%dT%H%M%S%.3fZ"));
-    if let Err(e) = std::fs::write(dir.join(&name), jpeg) {
+    if let Err(e) = crate::datadir::write_atomic(&dir.join(&name), jpeg, crate::datadir::Access::Default) {
         tracing::warn!("cannot keep the motion picture: {e}");
     }
     // Names sort by time: drop the oldest beyond the limit.
