@@ -4,13 +4,16 @@ gst-rtsp-server, bench/gst_rtsp_proxy.py) side by side in one run, both relaying
 simulated doorbell stream (examples/rtsp_sim.rs), measured with the same clients.
 
     cargo build --release --bin doorbell-bridge --example rtsp_sim
-    python3 bench/rtsp_fanout.py [--samples 30] [--viewers 10,50] [--window 10]
+    python3 bench/rtsp_fanout.py [--samples 30] [--viewers 10,50] [--window 10] [--rounds 5]
 
 Measures, per proxy:
   * time from sending PLAY to the first RTP packet of a keyframe (IDR or SPS), for new viewers
     joining at random moments of the 2 s GOP (p50, p95, max);
-  * CPU (user+system, % of one core, from /proc/PID/stat) over a window while N viewers play,
-    and peak RSS (VmHWM) of the proxy process.
+  * CPU (% of one core) of the proxy process over a window while N viewers play, and its peak
+    RSS (VmHWM). CPU time is the sum of the process's threads' run time in nanoseconds
+    (/proc/PID/task/*/schedstat); if a thread came or went during the window, the 10 ms-tick
+    user+system figure of /proc/PID/stat is used instead. The windows alternate between the
+    proxies (in random order each round), and the table gives the median over the rounds.
 Each proxy keeps one extra viewer connected throughout, so both have their camera session open.
 """
 import argparse
@@ -179,6 +182,26 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def cpu_clock(pid):
+    """(seconds of CPU from the ticks, {tid: ns of run time})."""
+    threads = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                threads[tid] = int(f.read().split()[0])
+        except OSError:
+            pass
+    return cpu_ticks(pid) / TICK, threads
+
+
+def cpu_used(a, b):
+    """CPU seconds between two cpu_clock readings: per-thread nanoseconds when the same threads
+    ran throughout, else the ticks."""
+    if a[1].keys() == b[1].keys():
+        return sum(b[1][t] - a[1][t] for t in a[1]) / 1e9, "schedstat"
+    return b[0] - a[0], "ticks"
+
+
 def mem_kb(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -203,16 +226,17 @@ async def load(url, pid, n, window):
         await c.setup()
     tasks = [asyncio.create_task(c.play_and_drain(stop)) for c in clients]
     await asyncio.sleep(3)
-    t0, c0 = time.perf_counter(), cpu_ticks(pid)
+    t0, c0 = time.perf_counter(), cpu_clock(pid)
     await asyncio.sleep(window)
-    cpu = (cpu_ticks(pid) - c0) / TICK / (time.perf_counter() - t0) * 100
+    used, how = cpu_used(c0, cpu_clock(pid))
+    cpu = used / (time.perf_counter() - t0) * 100
     rss, hwm = mem_kb(pid, "VmRSS"), mem_kb(pid, "VmHWM")
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     for c in clients:
         c.close()
     await asyncio.sleep(2)
-    return {"cpu_pct": cpu, "rss_mb": rss / 1024, "peak_rss_mb": hwm / 1024}
+    return {"cpu_pct": cpu, "cpu_from": how, "rss_mb": rss / 1024, "peak_rss_mb": hwm / 1024}
 
 
 def pct(xs, q):
@@ -225,6 +249,7 @@ async def main():
     ap.add_argument("--samples", type=int, default=30)
     ap.add_argument("--viewers", default="10,50")
     ap.add_argument("--window", type=float, default=10)
+    ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     for b in (BRIDGE, SIM):
         if not os.path.exists(b):
@@ -286,8 +311,23 @@ async def main():
         res = {k: {"first_keyframe_ms": {"p50": pct(v, 50), "p95": pct(v, 95), "max": max(v),
                                          "mean": statistics.mean(v), "n": len(v)}} for k, v in lat.items()}
         for n in [int(x) for x in a.viewers.split(",")]:
-            for k, (url, pid) in targets.items():
-                res[k][f"viewers_{n}"] = await load(url, pid, n, a.window)
+            runs = {k: [] for k in targets}
+            for _ in range(a.rounds):
+                order = list(targets)
+                random.shuffle(order)
+                for k in order:
+                    runs[k].append(await load(targets[k][0], targets[k][1], n, a.window))
+            ratios = [b["cpu_pct"] / max(g["cpu_pct"], 1e-9)
+                      for b, g in zip(runs["doorbell-bridge"], runs["gstreamer-proxy"])]
+            for k in targets:
+                cpus = [r["cpu_pct"] for r in runs[k]]
+                res[k][f"viewers_{n}"] = {
+                    "cpu_pct": statistics.median(cpus), "cpu_pct_rounds": cpus,
+                    "cpu_from": sorted({r["cpu_from"] for r in runs[k]}),
+                    "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[k]),
+                    "rss_mb": runs[k][-1]["rss_mb"],
+                }
+            res["doorbell-bridge"][f"viewers_{n}"]["cpu_ratio_rounds"] = ratios
         stop_warm.set()
         await asyncio.gather(*warm, return_exceptions=True)
         sim_status = subprocess.run(["curl", "-s", f"http://{sim_http}/sim/status"], capture_output=True, text=True).stdout
@@ -302,7 +342,9 @@ async def main():
             print(f"| PLAY -> first keyframe {q} | {bb:.1f} ms | {gg:.1f} ms | {gg / max(bb, 1e-9):.1f}x faster |")
         for n in [int(x) for x in a.viewers.split(",")]:
             bb, gg = b[f"viewers_{n}"], g[f"viewers_{n}"]
-            print(f"| CPU, {n} viewers | {bb['cpu_pct']:.1f} % | {gg['cpu_pct']:.1f} % | {bb['cpu_pct'] / max(gg['cpu_pct'], 1e-9):.2f} |")
+            rr = bb["cpu_ratio_rounds"]
+            print(f"| CPU (median of {len(rr)}), {n} viewers | {bb['cpu_pct']:.2f} % | {gg['cpu_pct']:.2f} % | "
+                  f"{bb['cpu_pct'] / max(gg['cpu_pct'], 1e-9):.2f} (rounds {min(rr):.2f}-{max(rr):.2f}) |")
             print(f"| peak RSS, {n} viewers | {bb['peak_rss_mb']:.1f} MB | {gg['peak_rss_mb']:.1f} MB | {bb['peak_rss_mb'] / max(gg['peak_rss_mb'], 1e-9):.2f} |")
     finally:
         for p in reversed(procs):

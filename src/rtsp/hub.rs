@@ -71,13 +71,44 @@ impl UpstreamState {
     }
 }
 
+/// Where a viewer's bytes can be written without waiting: its socket, for the direct path.
+pub trait Sink: Send + Sync {
+    /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
+}
+
+impl Sink for tokio::net::tcp::OwnedWriteHalf {
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        tokio::net::tcp::OwnedWriteHalf::try_write(self, buf)
+    }
+}
+
 struct Queue {
     frames: VecDeque<Arc<Frame>>,
+    /// Bytes of the first queued frame's `wire` already on the socket (a direct write the
+    /// socket took only part of).
+    head_written: usize,
+    /// The viewer's writer has bytes in flight: nobody else may write to the socket.
+    busy: bool,
+    /// Set while the viewer plays on interleaved channel 0 with nothing pending: the hub then
+    /// writes each frame straight to the socket, with no task wake-up per viewer and frame.
+    direct: Option<Arc<dyn Sink>>,
     /// Waiting for a keyframe before queueing anything.
     skipping: bool,
     /// The wait is because this viewer fell behind (counted), not because it just joined.
     lagged: bool,
     limit: usize,
+}
+
+/// What became of a frame handed to a viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pushed {
+    /// On the socket already.
+    Sent,
+    /// Queued for the viewer's writer, which must be woken.
+    Queued,
+    /// Not for this viewer (waiting for a keyframe).
+    Skipped,
 }
 
 /// One viewer's end of the hub: a bounded queue of frames and a wake-up.
@@ -94,39 +125,82 @@ impl Viewer {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Moves every queued frame into `out`.
-    pub fn take(&self, out: &mut Vec<Arc<Frame>>) {
-        out.extend(self.lock().frames.drain(..));
+    /// Moves every queued frame into `out` and claims the socket for the caller (the viewer's
+    /// writer) until [`Viewer::release`]. Returns how many bytes of the first frame's `wire` are
+    /// on the socket already.
+    pub fn take(&self, out: &mut Vec<Arc<Frame>>) -> usize {
+        let mut q = self.lock();
+        q.busy = true;
+        out.extend(q.frames.drain(..));
+        std::mem::take(&mut q.head_written)
     }
 
-    /// Queues a frame; returns (queued, frames this viewer lost just now).
-    fn push(&self, f: &Arc<Frame>) -> (bool, u64) {
+    /// Claims the socket for the writer (to send a response) without taking frames.
+    pub fn hold(&self) {
+        self.lock().busy = true;
+    }
+
+    /// Gives the socket back to the hub's direct path if nothing is queued; false when frames
+    /// arrived meanwhile and the writer must take them first.
+    pub fn release(&self) -> bool {
+        let mut q = self.lock();
+        if q.frames.is_empty() {
+            q.busy = false;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Lets the hub write frames straight to `sink` (None: only through the writer).
+    pub fn set_direct(&self, sink: Option<Arc<dyn Sink>>) {
+        self.lock().direct = sink;
+    }
+
+    /// Hands a frame to this viewer; returns what became of it and the frames it lost just now.
+    fn push(&self, f: &Arc<Frame>) -> (Pushed, u64) {
         let mut q = self.lock();
         if q.skipping {
             if !f.key {
                 let lost = q.lagged as u64;
                 self.skipped.fetch_add(lost, Ordering::Relaxed);
-                return (false, lost);
+                return (Pushed::Skipped, lost);
             }
             q.skipping = false;
             q.lagged = false;
         }
+        if q.frames.is_empty() && !q.busy {
+            if let Some(sink) = &q.direct {
+                // Written under the queue lock: the writer can't start a write meanwhile.
+                let n = match sink.try_write(&f.wire) {
+                    Ok(n) if n == f.wire.len() => return (Pushed::Sent, 0),
+                    Ok(n) => n,
+                    // WouldBlock, or an error the writer will meet and end the viewer on.
+                    Err(_) => 0,
+                };
+                q.head_written = n;
+                q.frames.push_back(f.clone());
+                return (Pushed::Queued, 0);
+            }
+        }
         let mut lost = 0;
         if q.frames.len() >= q.limit {
             // Too far behind: drop what waits and resume at a keyframe (this one, or the next).
-            lost = q.frames.len() as u64;
-            q.frames.clear();
+            // A frame partly on the socket is kept, or the viewer would get half a packet.
+            let keep = (q.head_written > 0) as usize;
+            lost = (q.frames.len() - keep) as u64;
+            q.frames.truncate(keep);
             q.limit = VIEWER_QUEUE_FRAMES;
             if !f.key {
                 q.skipping = true;
                 q.lagged = true;
                 self.skipped.fetch_add(lost + 1, Ordering::Relaxed);
-                return (false, lost + 1);
+                return (Pushed::Skipped, lost + 1);
             }
             self.skipped.fetch_add(lost, Ordering::Relaxed);
         }
         q.frames.push_back(f.clone());
-        (true, lost)
+        (Pushed::Queued, lost)
     }
 
     fn skip_to_keyframe(&self) {
@@ -404,10 +478,12 @@ impl StreamHub {
         }
         let (mut out, mut dropped) = (0u64, 0u64);
         for v in &g.viewers {
-            let (queued, lost) = v.push(&f);
+            let (pushed, lost) = v.push(&f);
             dropped += lost;
-            if queued {
+            if pushed != Pushed::Skipped {
                 out += f.bytes as u64;
+            }
+            if pushed == Pushed::Queued {
                 v.notify.notify_one();
             }
         }
@@ -422,6 +498,9 @@ impl StreamHub {
         let first = gop.front().map(|f| (f.seq, f.ts));
         let viewer = Arc::new(Viewer {
             queue: Mutex::new(Queue {
+                head_written: 0,
+                busy: false,
+                direct: None,
                 skipping: gop.is_empty(),
                 lagged: false,
                 limit: gop.len() + VIEWER_QUEUE_FRAMES,
@@ -531,5 +610,84 @@ mod tests {
         hub.packet(&rtp(seq, ts, true, &[0x65, 0]), t);
         slow.viewer.take(&mut fs);
         assert!(fs.len() == 1 && fs[0].key);
+    }
+
+    /// A socket that takes `room` bytes, then would block, recording what it took.
+    struct FakeSink {
+        room: Mutex<usize>,
+        got: Mutex<Vec<u8>>,
+    }
+
+    impl Sink for FakeSink {
+        fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut room = self.room.lock().unwrap();
+            if *room == 0 {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(*room);
+            *room -= n;
+            self.got.lock().unwrap().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn direct_writes_skip_the_writer_and_a_partial_frame_resumes_where_the_socket_stopped() {
+        let hub = StreamHub::new("main", StreamConfig::default());
+        let t = Instant::now();
+        hub.begin_session(desc());
+        hub.packet(&rtp(1, 0, true, &[0x65, 1, 2, 3]), t);
+        let sub = hub.subscribe();
+        let v = &sub.viewer;
+        let sink = Arc::new(FakeSink { room: Mutex::new(usize::MAX), got: Mutex::new(Vec::new()) });
+        v.set_direct(Some(sink.clone()));
+        // The GOP the viewer joined with is the writer's to send; until it releases, the hub queues.
+        hub.packet(&rtp(2, 6000, true, &[0x41, 4]), t);
+        assert!(sink.got.lock().unwrap().is_empty());
+        let mut fs = Vec::new();
+        assert_eq!(v.take(&mut fs), 0);
+        assert_eq!(fs.len(), 2);
+        fs.clear();
+        assert!(v.release());
+        // Now frames go straight to the socket, whole, with nothing queued.
+        hub.packet(&rtp(3, 12000, true, &[0x41, 5]), t);
+        let wire3 = sink.got.lock().unwrap().clone();
+        assert_eq!(wire3.len(), 4 + 12 + 2);
+        assert_eq!(&wire3[..2], &[b'$', 0]);
+        assert_eq!(v.take(&mut fs), 0);
+        assert!(fs.is_empty());
+        assert!(v.release());
+        // The socket takes 5 bytes of the next frame: the rest is queued with its offset, and the
+        // following frame waits behind it rather than going direct.
+        *sink.room.lock().unwrap() = 5;
+        hub.packet(&rtp(4, 18000, true, &[0x41, 6, 7]), t);
+        *sink.room.lock().unwrap() = usize::MAX;
+        hub.packet(&rtp(5, 24000, true, &[0x41, 8]), t);
+        assert_eq!(sink.got.lock().unwrap().len(), wire3.len() + 5);
+        assert_eq!(v.take(&mut fs), 5);
+        assert_eq!(fs.len(), 2);
+        assert_eq!(hub.stats.drops.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_viewer_falling_behind_keeps_the_frame_its_socket_took_part_of() {
+        let hub = StreamHub::new("main", StreamConfig::default());
+        let t = Instant::now();
+        hub.begin_session(desc());
+        let sub = hub.subscribe();
+        let v = &sub.viewer;
+        let sink = Arc::new(FakeSink { room: Mutex::new(3), got: Mutex::new(Vec::new()) });
+        v.set_direct(Some(sink.clone()));
+        let mut ts = 0u32;
+        for i in 0..(VIEWER_QUEUE_FRAMES + 3) {
+            hub.packet(&rtp(i as u16, ts, true, &[if i == 0 { 0x65 } else { 0x41 }, i as u8]), t);
+            ts += 6000;
+        }
+        assert!(v.skipped.load(Ordering::Relaxed) > 0);
+        let mut fs = Vec::new();
+        // The first frame, 3 bytes of which are on the socket, is still there to be finished.
+        assert_eq!(v.take(&mut fs), 3);
+        assert_eq!(fs.len(), 1);
+        assert!(fs[0].key);
     }
 }

@@ -134,21 +134,29 @@ async fn run_once(
     let mut demand = hub.demand_watch();
     let linger = Duration::from_secs(hub.config.linger_secs);
     let mut idle_since: Option<Instant> = None;
+    // One ticker checks for silence, rather than a timer armed and cancelled for every packet.
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut last_data = Instant::now();
     loop {
         tokio::select! {
-            item = tokio::time::timeout(DATA_TIMEOUT, playing.next()) => match item {
-                Err(_) => return Err(Error::new(ErrorKind::Timeout, "no data from the doorbell")),
-                Ok(None) => return Err(Error::new(ErrorKind::Upstream, "the doorbell closed the session")),
-                Ok(Some(Err(e))) => return Err(upstream_err("session failed", e)),
-                Ok(Some(Ok(PacketItem::Rtp(p)))) => {
+            item = playing.next() => match item {
+                None => return Err(Error::new(ErrorKind::Upstream, "the doorbell closed the session")),
+                Some(Err(e)) => return Err(upstream_err("session failed", e)),
+                Some(Ok(PacketItem::Rtp(p))) => {
                     if p.stream_id() == index {
-                        hub.packet(p.raw(), Instant::now());
+                        last_data = Instant::now();
+                        hub.packet(p.raw(), last_data);
                     }
                 }
-                Ok(Some(Ok(_))) => {}
+                Some(Ok(_)) => {}
             },
-            _ = tick.tick(), if hub.config.on_demand => {
+            _ = tick.tick() => {
+                if last_data.elapsed() >= DATA_TIMEOUT {
+                    return Err(Error::new(ErrorKind::Timeout, "no data from the doorbell"));
+                }
+                if !hub.config.on_demand {
+                    continue;
+                }
                 if *demand.borrow_and_update() > 0 {
                     idle_since = None;
                 } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= linger {

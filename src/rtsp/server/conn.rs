@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -234,44 +234,90 @@ async fn handle(st: &mut State, ctx: &ServerCtx, tx: &mpsc::Sender<Out>, req: Re
     false
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: Duration, done: CancellationToken) {
+/// Why the writer stops.
+enum WriteEnd {
+    Failed,
+    Stalled,
+}
+
+/// Writes all of `data`, giving up after `stall` without progress. The write half is shared
+/// with the hub's direct path, so this waits for readiness rather than owning the socket.
+async fn write_shared(wr: &OwnedWriteHalf, mut data: &[u8], stall: Duration) -> Result<(), WriteEnd> {
+    while !data.is_empty() {
+        match wr.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(stall, wr.writable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(WriteEnd::Failed),
+                    Err(_) => return Err(WriteEnd::Stalled),
+                }
+            }
+            Err(_) => return Err(WriteEnd::Failed),
+        }
+    }
+    Ok(())
+}
+
+/// Writes every frame queued for the viewer. The socket stays claimed (the hub's direct path
+/// shut out) until the caller releases it.
+async fn drain(
+    wr: &OwnedWriteHalf,
+    v: &Viewer,
+    ch: u8,
+    stall: Duration,
+    frames: &mut Vec<Arc<Frame>>,
+    buf: &mut Vec<u8>,
+) -> Result<(), WriteEnd> {
+    loop {
+        let done = v.take(frames);
+        if frames.is_empty() {
+            return Ok(());
+        }
+        buf.clear();
+        let data: &[u8] = if ch == 0 && frames.len() == 1 {
+            &frames[0].wire[done..]
+        } else {
+            for f in frames.iter() {
+                if ch == 0 {
+                    buf.extend_from_slice(&f.wire);
+                } else {
+                    for p in &f.packets {
+                        codec::put_interleaved(buf, ch, p);
+                    }
+                }
+            }
+            // Only channel 0 is ever written directly, so only it can have a partial head.
+            &buf[done.min(buf.len())..]
+        };
+        let r = write_shared(wr, data, stall).await;
+        frames.clear();
+        if buf.capacity() > BATCH_KEEP {
+            // The GOP burst at PLAY is large and happens once: don't keep its buffer per viewer.
+            *buf = Vec::new();
+        }
+        r?;
+    }
+}
+
+async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: Duration, done: CancellationToken) {
+    let wr = Arc::new(wr);
     let mut play: Option<(Arc<Viewer>, u8, Arc<StreamHub>)> = None;
     let mut frames: Vec<Arc<Frame>> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
-    loop {
-        if let Some((v, ch, hub)) = &play {
-            v.take(&mut frames);
-            if !frames.is_empty() {
-                buf.clear();
-                let data: &[u8] = if *ch == 0 && frames.len() == 1 {
-                    &frames[0].wire
-                } else {
-                    for f in &frames {
-                        if *ch == 0 {
-                            buf.extend_from_slice(&f.wire);
-                        } else {
-                            for p in &f.packets {
-                                codec::put_interleaved(&mut buf, *ch, p);
-                            }
-                        }
-                    }
-                    &buf
-                };
-                let r = tokio::time::timeout(stall, wr.write_all(data)).await;
-                frames.clear();
-                if buf.capacity() > BATCH_KEEP {
-                    // The GOP burst at PLAY is large and happens once: don't keep its buffer per viewer.
-                    buf = Vec::new();
+    let end = loop {
+        if let Some((v, ch, _)) = &play {
+            // Catch up on what was queued, then hand the socket back to the hub's direct path.
+            let r = loop {
+                if let Err(e) = drain(&wr, v, *ch, stall, &mut frames, &mut buf).await {
+                    break Err(e);
                 }
-                match r {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(_)) => break,
-                    Err(_) => {
-                        hub.stats.stalled.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!("RTSP viewer of {} stopped reading; disconnecting it", hub.name);
-                        break;
-                    }
+                if v.release() {
+                    break Ok(());
                 }
+            };
+            if let Err(e) = r {
+                break Some(e);
             }
         }
         let wake = async {
@@ -283,19 +329,49 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: 
         tokio::select! {
             biased;
             m = rx.recv() => match m {
-                None | Some(Out::Close) => break,
+                None | Some(Out::Close) => break None,
                 Some(Out::Bytes(b)) => {
-                    if !matches!(tokio::time::timeout(stall, wr.write_all(&b)).await, Ok(Ok(()))) {
-                        break;
+                    if let Some((v, ch, _)) = &play {
+                        // A response must not land inside a frame: claim the socket and finish
+                        // what is queued (a frame the socket took part of among it) first.
+                        v.hold();
+                        if let Err(e) = drain(&wr, v, *ch, stall, &mut frames, &mut buf).await {
+                            break Some(e);
+                        }
+                    }
+                    if let Err(e) = write_shared(&wr, &b, stall).await {
+                        break Some(e);
                     }
                 }
-                Some(Out::Play(v, ch, hub)) => play = Some((v, ch, hub)),
-                Some(Out::Stop) => play = None,
+                Some(Out::Play(v, ch, hub)) => {
+                    if ch == 0 {
+                        v.set_direct(Some(wr.clone()));
+                    }
+                    play = Some((v, ch, hub));
+                }
+                Some(Out::Stop) => {
+                    if let Some((v, ch, _)) = play.take() {
+                        // Finish a frame the socket took part of, so what follows starts clean.
+                        v.set_direct(None);
+                        v.hold();
+                        if let Err(e) = drain(&wr, &v, ch, stall, &mut frames, &mut buf).await {
+                            break Some(e);
+                        }
+                    }
+                }
             },
             _ = wake => {}
-            _ = done.cancelled() => break,
+            _ = done.cancelled() => break None,
+        }
+    };
+    if let Some((v, _, hub)) = play.take() {
+        v.set_direct(None);
+        if matches!(end, Some(WriteEnd::Stalled)) {
+            hub.stats.stalled.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("RTSP viewer of {} stopped reading; disconnecting it", hub.name);
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+    // The last reference to the write half goes here; dropping it shuts the write side down.
+    drop(wr);
     done.cancel();
 }
