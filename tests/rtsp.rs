@@ -587,6 +587,12 @@ async fn on_demand_stream_frees_the_doorbell_slot_and_the_session_limit_is_respe
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(rig.sim.state.rtsp_sessions_peak.load(Ordering::SeqCst) <= 3);
+    // The DB1 counts a session whose client just vanished until it times out: the bridge ended
+    // `sub` with a TEARDOWN, and ends `main` with one when it stops.
+    assert_eq!(rig.sim.state.rtsp_teardowns.load(Ordering::SeqCst), 1);
     drop(others);
-    rig.stop().await;
+    rig.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), rig.app).await.expect("the bridge stops").unwrap();
+    assert_eq!(rig.sim.state.rtsp_teardowns.load(Ordering::SeqCst), 2, "main torn down on stop");
+    rig.sim.stop().await;
 }

@@ -72,6 +72,8 @@ pub struct SimState {
     pub rtsp_sessions: AtomicUsize,
     /// Most sessions ever open at once.
     pub rtsp_sessions_peak: AtomicUsize,
+    /// Sessions a client ended with TEARDOWN (the DB1 keeps the others counted until they time out).
+    pub rtsp_teardowns: AtomicUsize,
     pub snapshot_requests: AtomicU64,
     pub rings: AtomicU64,
     pub coiot_sent: AtomicU64,
@@ -221,6 +223,7 @@ async fn sim_status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
         "online": s.online.load(Ordering::SeqCst),
         "rtsp_sessions": s.rtsp_sessions.load(Ordering::SeqCst),
         "rtsp_sessions_peak": s.rtsp_sessions_peak.load(Ordering::SeqCst),
+        "rtsp_teardowns": s.rtsp_teardowns.load(Ordering::SeqCst),
         "snapshot_requests": s.snapshot_requests.load(Ordering::SeqCst),
         "presses": s.rings.load(Ordering::SeqCst),
         "coiot_sent": s.coiot_sent.load(Ordering::SeqCst),

@@ -294,6 +294,7 @@ fn answer(
         "TEARDOWN" => {
             if sess.take().is_some() {
                 state.rtsp_sessions.fetch_sub(1, Ordering::SeqCst);
+                state.rtsp_teardowns.fetch_add(1, Ordering::SeqCst);
             }
             (r(200, &[server], b""), true)
         }
