@@ -6,7 +6,7 @@
 //! keyframe, counted.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -115,7 +115,6 @@ enum Pushed {
 pub struct Viewer {
     queue: Mutex<Queue>,
     pub notify: Notify,
-    closed: AtomicBool,
     /// Frames this viewer lost by falling behind.
     pub skipped: AtomicU64,
 }
@@ -133,11 +132,6 @@ impl Viewer {
         q.busy = true;
         out.extend(q.frames.drain(..));
         std::mem::take(&mut q.head_written)
-    }
-
-    /// Claims the socket for the writer (to send a response) without taking frames.
-    pub fn hold(&self) {
-        self.lock().busy = true;
     }
 
     /// Gives the socket back to the hub's direct path if nothing is queued; false when frames
@@ -278,7 +272,6 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.viewer.closed.store(true, Ordering::SeqCst);
         let mut g = self.hub.lock();
         g.viewers.retain(|v| !Arc::ptr_eq(v, &self.viewer));
         self.hub.stats.clients.store(g.viewers.len(), Ordering::Relaxed);
@@ -507,7 +500,6 @@ impl StreamHub {
                 frames: gop,
             }),
             notify: Notify::new(),
-            closed: AtomicBool::new(false),
             skipped: AtomicU64::new(0),
         });
         if first.is_some() {
@@ -559,6 +551,13 @@ mod tests {
         }
     }
 
+    /// A hub whose doorbell session is playing.
+    fn playing() -> Arc<StreamHub> {
+        let hub = StreamHub::new("main", StreamConfig::default());
+        hub.begin_session(desc());
+        hub
+    }
+
     fn seqs(v: &Viewer) -> Vec<u16> {
         let mut fs = Vec::new();
         v.take(&mut fs);
@@ -567,9 +566,8 @@ mod tests {
 
     #[test]
     fn new_viewer_starts_at_the_cached_keyframe_and_restamps_continue() {
-        let hub = StreamHub::new("main", StreamConfig::default());
+        let hub = playing();
         let t0 = Instant::now();
-        hub.begin_session(desc());
         hub.packet(&rtp(100, 1000, false, &[0x7c, 0x85, 1]), t0);
         hub.packet(&rtp(101, 1000, true, &[0x7c, 0x45, 2]), t0);
         hub.packet(&rtp(102, 7000, true, &[0x41, 3]), t0);
@@ -591,9 +589,8 @@ mod tests {
 
     #[test]
     fn slow_viewer_skips_to_the_next_keyframe() {
-        let hub = StreamHub::new("main", StreamConfig::default());
+        let hub = playing();
         let t = Instant::now();
-        hub.begin_session(desc());
         let slow = hub.subscribe();
         let mut seq = 0u16;
         let mut ts = 0u32;
@@ -618,6 +615,12 @@ mod tests {
         got: Mutex<Vec<u8>>,
     }
 
+    impl FakeSink {
+        fn with_room(room: usize) -> Arc<FakeSink> {
+            Arc::new(FakeSink { room: Mutex::new(room), got: Mutex::new(Vec::new()) })
+        }
+    }
+
     impl Sink for FakeSink {
         fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
             let mut room = self.room.lock().unwrap();
@@ -633,13 +636,12 @@ mod tests {
 
     #[test]
     fn direct_writes_skip_the_writer_and_a_partial_frame_resumes_where_the_socket_stopped() {
-        let hub = StreamHub::new("main", StreamConfig::default());
+        let hub = playing();
         let t = Instant::now();
-        hub.begin_session(desc());
         hub.packet(&rtp(1, 0, true, &[0x65, 1, 2, 3]), t);
         let sub = hub.subscribe();
         let v = &sub.viewer;
-        let sink = Arc::new(FakeSink { room: Mutex::new(usize::MAX), got: Mutex::new(Vec::new()) });
+        let sink = FakeSink::with_room(usize::MAX);
         v.set_direct(Some(sink.clone()));
         // The GOP the viewer joined with is the writer's to send; until it releases, the hub queues.
         hub.packet(&rtp(2, 6000, true, &[0x41, 4]), t);
@@ -671,12 +673,11 @@ mod tests {
 
     #[test]
     fn a_viewer_falling_behind_keeps_the_frame_its_socket_took_part_of() {
-        let hub = StreamHub::new("main", StreamConfig::default());
+        let hub = playing();
         let t = Instant::now();
-        hub.begin_session(desc());
         let sub = hub.subscribe();
         let v = &sub.viewer;
-        let sink = Arc::new(FakeSink { room: Mutex::new(3), got: Mutex::new(Vec::new()) });
+        let sink = FakeSink::with_room(3);
         v.set_direct(Some(sink.clone()));
         let mut ts = 0u32;
         for i in 0..(VIEWER_QUEUE_FRAMES + 3) {

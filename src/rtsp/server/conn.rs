@@ -259,8 +259,8 @@ async fn write_shared(wr: &OwnedWriteHalf, mut data: &[u8], stall: Duration) -> 
     Ok(())
 }
 
-/// Writes every frame queued for the viewer. The socket stays claimed (the hub's direct path
-/// shut out) until the caller releases it.
+/// Claims the socket (shutting the hub's direct path out) and writes every frame queued for the
+/// viewer. The socket stays claimed until the caller releases it.
 async fn drain(
     wr: &OwnedWriteHalf,
     v: &Viewer,
@@ -305,19 +305,16 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: Dura
     let mut play: Option<(Arc<Viewer>, u8, Arc<StreamHub>)> = None;
     let mut frames: Vec<Arc<Frame>> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
-    let end = loop {
+    let end = 'conn: loop {
         if let Some((v, ch, _)) = &play {
             // Catch up on what was queued, then hand the socket back to the hub's direct path.
-            let r = loop {
+            loop {
                 if let Err(e) = drain(&wr, v, *ch, stall, &mut frames, &mut buf).await {
-                    break Err(e);
+                    break 'conn Some(e);
                 }
                 if v.release() {
-                    break Ok(());
+                    break;
                 }
-            };
-            if let Err(e) = r {
-                break Some(e);
             }
         }
         let wake = async {
@@ -332,9 +329,8 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: Dura
                 None | Some(Out::Close) => break None,
                 Some(Out::Bytes(b)) => {
                     if let Some((v, ch, _)) = &play {
-                        // A response must not land inside a frame: claim the socket and finish
-                        // what is queued (a frame the socket took part of among it) first.
-                        v.hold();
+                        // A response must not land inside a frame: `drain` claims the socket and
+                        // finishes what is queued (a frame the socket took part of among it) first.
                         if let Err(e) = drain(&wr, v, *ch, stall, &mut frames, &mut buf).await {
                             break Some(e);
                         }
@@ -353,7 +349,6 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: Dura
                     if let Some((v, ch, _)) = play.take() {
                         // Finish a frame the socket took part of, so what follows starts clean.
                         v.set_direct(None);
-                        v.hold();
                         if let Err(e) = drain(&wr, &v, ch, stall, &mut frames, &mut buf).await {
                             break Some(e);
                         }
