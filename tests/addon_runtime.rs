@@ -43,8 +43,9 @@ fn final_stage() -> FinalStage {
     let text = std::fs::read_to_string(repo("addon/Dockerfile")).unwrap();
     // Continuation lines joined, so HEALTHCHECK ... \ CMD [...] is one instruction.
     let joined = text.replace("\\\n", " ");
-    let last_from = joined.lines().rposition(|l| l.starts_with("FROM ")).expect("a FROM line");
-    let lines: Vec<&str> = joined.lines().skip(last_from).collect();
+    let all: Vec<&str> = joined.lines().collect();
+    let last_from = all.iter().rposition(|l| l.starts_with("FROM ")).expect("a FROM line");
+    let lines = &all[last_from..];
     let image = lines[0].split_whitespace().nth(1).unwrap();
     let release = image
         .strip_prefix("debian:")
@@ -57,7 +58,7 @@ fn final_stage() -> FinalStage {
     };
     let mut copies = Vec::new();
     let (mut entrypoint, mut healthcheck) = (Vec::new(), Vec::new());
-    for l in &lines {
+    for l in lines {
         let words: Vec<&str> = l.split_whitespace().collect();
         match words.first().copied() {
             Some("COPY") => {
