@@ -94,6 +94,126 @@ fn the_dockerfile_needs_nothing_from_the_network_but_pinned_packages() {
     }
 }
 
+/// Whether `.dockerignore` lets `path` (repository-relative) into the build context: the last
+/// matching pattern decides, as in Docker. Only the pattern forms the file uses are understood.
+fn in_context(ignore: &str, path: &str) -> bool {
+    let mut included = true;
+    for raw in ignore.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (keep, pat) = match raw.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, raw),
+        };
+        let pat = pat.trim_end_matches('/');
+        let matches = if pat == "*" {
+            true
+        } else if let Some(name) = pat.strip_prefix("**/") {
+            assert!(!name.contains(['*', '?', '[']), ".dockerignore: {raw} is beyond this test's matcher");
+            path.split('/').any(|c| c == name)
+        } else {
+            assert!(!pat.contains(['*', '?', '[']), ".dockerignore: {raw} is beyond this test's matcher");
+            path == pat || path.starts_with(&format!("{pat}/"))
+        };
+        if matches {
+            included = keep;
+        }
+    }
+    included
+}
+
+/// Where the build stage's `COPY` lines (from the context) put a context file, if anywhere.
+fn placed_in_build_stage(docker: &str, path: &str) -> Option<String> {
+    let mut workdir = "/".to_string();
+    let stage = docker.split("\nFROM ").nth(1).expect("a build stage after the first FROM");
+    let mut found = None;
+    for l in stage.lines() {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        match words.first().copied() {
+            Some("WORKDIR") => workdir = words[1].trim_end_matches('/').to_string() + "/",
+            Some("COPY") if !words[1].starts_with("--") => {
+                let (srcs, dst) = (&words[1..words.len() - 1], words[words.len() - 1]);
+                let dst = match dst.strip_prefix("./") {
+                    Some(rel) => format!("{workdir}{rel}"),
+                    None if dst == "." => workdir.clone(),
+                    None => dst.to_string(),
+                };
+                let into_dir = dst.ends_with('/') || srcs.len() > 1;
+                for s in srcs {
+                    if path == *s {
+                        let name = s.rsplit('/').next().unwrap();
+                        found =
+                            Some(if into_dir { format!("{}/{name}", dst.trim_end_matches('/')) } else { dst.clone() });
+                    } else if let Some(rest) = path.strip_prefix(&format!("{s}/")) {
+                        found = Some(format!("{}/{rest}", dst.trim_end_matches('/')));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The build context and the build stage's `COPY` lines hold every file `cargo build` reads:
+/// the manifest, the sources, and what the sources include at compile time.
+#[test]
+fn the_build_context_holds_every_file_the_release_build_reads() {
+    let docker = text("addon/Dockerfile");
+    let ignore = text(".dockerignore");
+    let rel = |p: &Path| p.strip_prefix(ROOT).unwrap().to_string_lossy().replace('\\', "/");
+    let mut needed = vec!["Cargo.toml".to_string(), "Cargo.lock".to_string()];
+    if repo("build.rs").exists() {
+        needed.push("build.rs".into());
+    }
+    let mut sources = Vec::new();
+    rust_files(&repo("src"), &mut sources);
+    for f in &sources {
+        needed.push(rel(f));
+        // Files included at compile time, outside the test modules (which close each file).
+        let code = std::fs::read_to_string(f).unwrap();
+        let code = code.split("#[cfg(test)]").next().unwrap();
+        for mac in ["include_bytes!(\"", "include_str!(\""] {
+            for part in code.split(mac).skip(1) {
+                let target = part.split('"').next().unwrap();
+                let abs = f.parent().unwrap().join(target);
+                let abs = abs.canonicalize().unwrap_or_else(|e| panic!("{}: {target}: {e}", f.display()));
+                needed.push(rel(&abs));
+            }
+        }
+    }
+    assert!(needed.iter().any(|n| n.starts_with("tests/")), "the include_bytes! scan found nothing: is it broken?");
+    for n in &needed {
+        assert!(in_context(&ignore, n), "{n} is needed by the build but .dockerignore leaves it out");
+        assert_eq!(placed_in_build_stage(&docker, n), Some(format!("/src/{n}")), "{n} is not copied to /src/{n}");
+    }
+    // The bundled integration, without caches; nothing else of the checkout.
+    let manifest = "ha_integration/custom_components/doorbell_bridge/manifest.json";
+    assert!(in_context(&ignore, manifest));
+    assert_eq!(
+        placed_in_build_stage(&docker, manifest).as_deref(),
+        Some("/out/custom_components/doorbell_bridge/manifest.json")
+    );
+    for out in [
+        "ha_integration/custom_components/doorbell_bridge/__pycache__/x.pyc",
+        "target/release/doorbell-bridge",
+        ".git/HEAD",
+        "tests/addon.rs",
+        ".cache/x",
+    ] {
+        assert!(!in_context(&ignore, out), "{out} is sent to the builder");
+    }
+}
+
 /// The pinned package versions must still be installable: each is the candidate of the Debian
 /// release the build stage is based on (rust:<v>-bookworm), checked against this machine's apt
 /// when it runs that release.
