@@ -1,4 +1,4 @@
-//! The add-on's side of the Home Assistant Supervisor: where the options and state live, the
+//! The app's side of the Home Assistant Supervisor: where the options and state live, the
 //! discovery announcement that lets Home Assistant offer the doorbell, the MQTT broker the
 //! Supervisor knows about, and the bundled integration copied into Home Assistant's config.
 //!
@@ -16,24 +16,24 @@ use crate::access::Access;
 use crate::config::{Config, Secret};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 
-/// The Supervisor gives every add-on this token; its presence means "running as an add-on".
+/// The Supervisor gives every app this token; its presence means "running as an app".
 pub const TOKEN_ENV: &str = "SUPERVISOR_TOKEN";
-/// The Supervisor's API inside an add-on container.
+/// The Supervisor's API inside an app container.
 pub const DEFAULT_URL: &str = "http://supervisor";
-/// Test-only overrides: the Supervisor's address, the add-on data directory, the bundled
+/// Test-only overrides: the Supervisor's address, the app data directory, the bundled
 /// integration and Home Assistant's config directory. The container never sets them.
 pub const URL_ENV: &str = "DOORBELL_BRIDGE_SUPERVISOR_URL";
 pub const DATA_DIR_ENV: &str = "DOORBELL_BRIDGE_ADDON_DATA";
 pub const INTEGRATION_SRC_ENV: &str = "DOORBELL_BRIDGE_INTEGRATION_SRC";
 pub const HA_CONFIG_ENV: &str = "DOORBELL_BRIDGE_HA_CONFIG";
 
-/// The add-on's persistent directory; the Supervisor writes `options.json` into it.
+/// The app's persistent directory; the Supervisor writes `options.json` into it.
 pub const DEFAULT_DATA_DIR: &str = "/data";
 /// Where the Dockerfile puts the integration shipped with this version.
 pub const DEFAULT_INTEGRATION_SRC: &str = "/usr/share/doorbell-bridge/custom_components/doorbell_bridge";
 /// Home Assistant's config directory, mounted by `map: [homeassistant_config:rw]`.
 pub const DEFAULT_HA_CONFIG: &str = "/homeassistant";
-/// Integration domain = discovery service name = add-on slug.
+/// Integration domain = discovery service name = app slug.
 pub const DOMAIN: &str = "doorbell_bridge";
 const NOTIFICATION_ID: &str = "doorbell_bridge_integration";
 /// The Supervisor answers in milliseconds; a stuck call must not hold up the start.
@@ -43,7 +43,7 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
 }
 
-/// The add-on data directory (`/data`).
+/// The app data directory (`/data`).
 pub fn addon_data_dir() -> PathBuf {
     PathBuf::from(env_or(DATA_DIR_ENV, DEFAULT_DATA_DIR))
 }
@@ -103,7 +103,7 @@ pub fn discovery_payload(host: &str, http_port: u16, rtsp_port: u16, access: &Ac
     })
 }
 
-/// The address Home Assistant should use. Core and the add-on share the host network, so
+/// The address Home Assistant should use. Core and the app share the host network, so
 /// loopback always works when the bridge listens on every address.
 pub fn advertised_host(bind: &str) -> String {
     match bind.parse::<std::net::IpAddr>() {
@@ -121,7 +121,7 @@ pub fn apply_mqtt(cfg: &mut Config, svc: &MqttService) {
 }
 
 impl Supervisor {
-    /// `Some` when `SUPERVISOR_TOKEN` is set, i.e. when running as an add-on.
+    /// `Some` when `SUPERVISOR_TOKEN` is set, i.e. when running as an app.
     pub fn from_env() -> Option<Supervisor> {
         let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty())?;
         let base = env_or(URL_ENV, DEFAULT_URL).trim_end_matches('/').to_string();
@@ -140,7 +140,7 @@ impl Supervisor {
         Ok((status, body))
     }
 
-    /// The broker the Supervisor knows about; `Ok(None)` when there is none (no MQTT add-on or
+    /// The broker the Supervisor knows about; `Ok(None)` when there is none (no MQTT app or
     /// integration), an error when the Supervisor cannot be asked.
     pub async fn mqtt_service(&self) -> Result<Option<MqttService>> {
         let (status, body) =
@@ -200,7 +200,7 @@ impl Supervisor {
             }
             delay = (delay * 2).min(Duration::from_secs(60));
         }
-        tracing::error!("gave up announcing to Home Assistant; add the integration by hand (see the add-on docs)");
+        tracing::error!("gave up announcing to Home Assistant; add the integration by hand (see the app's docs)");
     }
 }
 
@@ -340,7 +340,7 @@ fn copy_tree(src: &Path, dst: &Path, depth: usize) -> Result<()> {
     Ok(())
 }
 
-/// The add-on's start-up steps that come before the bridge binds its ports: the MQTT broker
+/// The app's start-up steps that come before the bridge binds its ports: the MQTT broker
 /// (when none is configured) and the integration install.
 pub async fn prepare(sup: &Supervisor, cfg: &mut Config) {
     if cfg.mqtt.host.is_none() {
@@ -357,8 +357,8 @@ pub async fn prepare(sup: &Supervisor, cfg: &mut Config) {
                 );
                 let mut svc = svc;
                 if !resolves(&svc.host, svc.port).await {
-                    // Add-ons on the host network may not resolve the broker add-on's name
-                    // (core-mosquitto); the Mosquitto add-on publishes its port on the host.
+                    // Apps on the host network may not resolve the broker app's name
+                    // (core-mosquitto); the Mosquitto app publishes its port on the host.
                     tracing::info!("MQTT: {} does not resolve here, using 127.0.0.1:{}", svc.host, svc.port);
                     svc.host = "127.0.0.1".into();
                 }
@@ -372,12 +372,55 @@ pub async fn prepare(sup: &Supervisor, cfg: &mut Config) {
             }
         }
     }
+    let (src, dst) = integration_paths();
     if cfg.install_integration {
-        let (src, dst) = integration_paths();
         match install_integration(&src, &dst) {
             Ok(outcome) => report_install(sup, &outcome, &dst).await,
             Err(e) => tracing::error!("cannot install the Home Assistant integration: {}", e.chain()),
         }
+    } else {
+        tell_once_of_newer_bundle(sup, &src, &dst, &addon_data_dir().join(NOTICE_FILE)).await;
+    }
+}
+
+/// Remembers which bundled integration version the user was already told about.
+pub const NOTICE_FILE: &str = "integration_notice.json";
+
+/// With the install switched off: the bundled version to tell the user about, when the copy in
+/// Home Assistant is older and this version was not told yet. `installed` as in [`plan_install`].
+pub fn newer_bundle_to_tell(bundled: &str, installed: Option<Option<String>>, told: Option<&str>) -> Option<String> {
+    let have = installed??;
+    let newer = compare_versions(&have, bundled) == Some(Ordering::Less);
+    (newer && told != Some(bundled)).then(|| bundled.to_string())
+}
+
+async fn tell_once_of_newer_bundle(sup: &Supervisor, src: &Path, dst: &Path, marker: &Path) {
+    let Some(bundled) = manifest_version(src) else { return };
+    let installed = dst.exists().then(|| manifest_version(dst));
+    let have = installed.clone().flatten().unwrap_or_default();
+    let told = std::fs::read(marker)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v.get("told").and_then(Value::as_str).map(str::to_string));
+    let Some(version) = newer_bundle_to_tell(&bundled, installed, told.as_deref()) else { return };
+    tracing::info!(
+        "this version of the app carries the integration {version}, newer than the {have} in {}; \
+         it is not installed because install_integration is off",
+        dst.display()
+    );
+    let text = format!(
+        "This version of the Doorbell Bridge app carries the integration {version}; Home Assistant has {have}. \
+         Turn on \"Install the Home Assistant integration\" in the app's configuration (or copy it by hand) and \
+         restart Home Assistant to use it. You are told once per version."
+    );
+    match sup.notify("Doorbell Bridge: a newer integration is available", &text).await {
+        Ok(()) => {
+            let body = json!({"told": version}).to_string();
+            if let Err(e) = crate::datadir::write_atomic(marker, body.as_bytes(), crate::datadir::Access::Default) {
+                tracing::warn!("cannot remember the notice in {}: {e}", marker.display());
+            }
+        }
+        Err(e) => tracing::warn!("could not post the notice of a newer integration: {}", e.chain()),
     }
 }
 
@@ -409,7 +452,7 @@ async fn report_install(sup: &Supervisor, outcome: &InstallOutcome, dst: &Path) 
         }
         InstallOutcome::KeptUnknown => {
             tracing::warn!(
-                "{} exists but has no readable manifest version: left as it is (remove it to let the add-on install)",
+                "{} exists but has no readable manifest version: left as it is (remove it to let the app install)",
                 dst.display()
             );
             return;
@@ -417,8 +460,9 @@ async fn report_install(sup: &Supervisor, outcome: &InstallOutcome, dst: &Path) 
     };
     tracing::info!("{msg}; restart Home Assistant to load it");
     let text = format!(
-        "The Doorbell Bridge add-on {msg}. Restart Home Assistant (Settings -> System -> Restart) to load it; \
-         the doorbell is then offered under Settings -> Devices & services."
+        "The Doorbell Bridge app {msg}. Restart Home Assistant (Settings -> System -> Restart) to load it; \
+         the doorbell is then offered under Settings -> Devices & services. (The app's \
+         \"Install the Home Assistant integration\" option turns this off.)"
     );
     if let Err(e) = sup.notify("Doorbell Bridge: restart Home Assistant", &text).await {
         tracing::warn!("could not post the restart notification: {}", e.chain());
@@ -444,6 +488,18 @@ mod tests {
         assert!(matches!(plan_install("0.2.0", Some(Some("0.2.0".into()))), InstallOutcome::UpToDate { .. }));
         assert!(matches!(plan_install("0.2.0", Some(Some("0.3.0".into()))), InstallOutcome::KeptNewer { .. }));
         assert_eq!(plan_install("0.2.0", Some(None)), InstallOutcome::KeptUnknown);
+    }
+
+    #[test]
+    fn a_newer_bundle_is_told_once_and_only_when_older_is_installed() {
+        let old = Some(Some("0.1.0".to_string()));
+        assert_eq!(newer_bundle_to_tell("0.2.0", old.clone(), None), Some("0.2.0".into()));
+        assert_eq!(newer_bundle_to_tell("0.2.0", old.clone(), Some("0.1.5")), Some("0.2.0".into()));
+        assert_eq!(newer_bundle_to_tell("0.2.0", old, Some("0.2.0")), None, "told already");
+        assert_eq!(newer_bundle_to_tell("0.2.0", Some(Some("0.2.0".into())), None), None);
+        assert_eq!(newer_bundle_to_tell("0.2.0", Some(Some("0.3.0".into())), None), None);
+        assert_eq!(newer_bundle_to_tell("0.2.0", Some(None), None), None, "not ours");
+        assert_eq!(newer_bundle_to_tell("0.2.0", None, None), None, "never installed: the user chose so");
     }
 
     #[test]

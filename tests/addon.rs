@@ -11,17 +11,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::IntoResponse;
-use axum::Json;
 use serde_json::{json, Value};
 
 use doorbell_bridge::config::Config;
 
+#[path = "support/standin.rs"]
+mod standin;
+use standin::{start_stand_in, NOTIFY_PATH, TOKEN};
+
 const BIN: &str = env!("CARGO_BIN_EXE_doorbell-bridge");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const TOKEN: &str = "supervisor-token-for-tests";
 
 fn root() -> &'static Path {
     Path::new(ROOT)
@@ -334,79 +333,6 @@ fn every_schema_type_deserialises_into_the_bridge_config() {
     let full = fill(&addon["schema"]);
     serde_json::from_value::<Config>(full)
         .unwrap_or_else(|e| panic!("a value of the schema's type does not fit the bridge's config: {e}"));
-}
-
-// ---------------------------------------------------------------------------------------------
-// The Supervisor stand-in
-
-#[derive(Clone, Debug)]
-struct Call {
-    method: String,
-    path: String,
-    authorized: bool,
-    body: Value,
-}
-
-#[derive(Clone)]
-struct StandIn {
-    calls: Arc<Mutex<Vec<Call>>>,
-    /// `data` of `GET /services/mqtt`; `None` answers as the Supervisor does without a broker.
-    mqtt: Option<Value>,
-    /// Discovery posts answered 503 before the Supervisor "comes up".
-    discovery_failures: Arc<Mutex<u32>>,
-}
-
-impl StandIn {
-    fn calls_to(&self, path: &str) -> Vec<Call> {
-        self.calls.lock().unwrap().iter().filter(|c| c.path == path).cloned().collect()
-    }
-}
-
-const NOTIFY_PATH: &str = "/core/api/services/persistent_notification/create";
-
-async fn stand_in_handler(
-    State(s): State<StandIn>,
-    method: axum::http::Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> axum::response::Response {
-    let authorized =
-        headers.get("authorization").and_then(|h| h.to_str().ok()) == Some(format!("Bearer {TOKEN}").as_str());
-    let path = uri.path().to_string();
-    let body_json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    s.calls.lock().unwrap().push(Call { method: method.to_string(), path: path.clone(), authorized, body: body_json });
-    if !authorized {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"result": "error", "message": "Unauthorized"}))).into_response();
-    }
-    match (method.as_str(), path.as_str()) {
-        ("POST", "/discovery") => {
-            let mut left = s.discovery_failures.lock().unwrap();
-            if *left > 0 {
-                *left -= 1;
-                return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"result": "error", "message": "starting"})))
-                    .into_response();
-            }
-            Json(json!({"result": "ok", "data": {"uuid": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}})).into_response()
-        }
-        ("GET", "/services/mqtt") => match &s.mqtt {
-            Some(data) => Json(json!({"result": "ok", "data": data})).into_response(),
-            None => (StatusCode::BAD_REQUEST, Json(json!({"result": "error", "message": "Service not enabled"})))
-                .into_response(),
-        },
-        // Core's own reply, passed through by the Supervisor's proxy.
-        ("POST", NOTIFY_PATH) => Json(json!([])).into_response(),
-        _ => (StatusCode::NOT_FOUND, Json(json!({"result": "error", "message": "not found"}))).into_response(),
-    }
-}
-
-async fn start_stand_in(mqtt: Option<Value>) -> (StandIn, SocketAddr) {
-    let state = StandIn { calls: Arc::new(Mutex::new(Vec::new())), mqtt, discovery_failures: Default::default() };
-    let app = axum::Router::new().fallback(stand_in_handler).with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (state, addr)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -758,6 +684,20 @@ async fn integration_install_is_idempotent_and_never_downgrades() {
     let installed = env.installed();
     let notes = || standin.calls_to(NOTIFY_PATH);
 
+    // Another integration beside ours, which no step may touch.
+    let other = env.ha_config().join("custom_components/other_integration");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("__init__.py"), "# someone else's\n").unwrap();
+    let other_state = || {
+        let mut names: Vec<String> = std::fs::read_dir(installed.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        (names, std::fs::read_to_string(other.join("__init__.py")).unwrap())
+    };
+
     // Fresh install, then a notification asking for a restart.
     write_bundled(&env, "0.2.0", "# 0.2.0\n");
     run_install(&env, "installed the integration 0.2.0").await;
@@ -780,12 +720,9 @@ async fn integration_install_is_idempotent_and_never_downgrades() {
     run_install(&env, "updated the integration from 0.2.0 to 0.10.0").await;
     assert_eq!(std::fs::read_to_string(installed.join("__init__.py")).unwrap(), "# 0.10.0\n");
     assert_eq!(notes().len(), 2);
-    let leftovers: Vec<_> = std::fs::read_dir(installed.parent().unwrap())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect();
-    assert_eq!(leftovers, vec!["doorbell_bridge".to_string()], "no temporary folders left behind");
+    let (names, other_init) = other_state();
+    assert_eq!(names, ["doorbell_bridge", "other_integration"], "no temporary folders left behind");
+    assert_eq!(other_init, "# someone else's\n");
 
     // A newer copy installed by hand (or HACS) is never overwritten by an older bundle.
     std::fs::write(
@@ -806,6 +743,47 @@ async fn integration_install_is_idempotent_and_never_downgrades() {
     bridge.wait_log("announced to Home Assistant").await;
     bridge.stop().await;
     assert!(!installed.exists());
+    assert_eq!(other_state(), (vec!["other_integration".to_string()], "# someone else's\n".to_string()));
+}
+
+#[tokio::test]
+async fn with_the_install_off_a_newer_integration_is_told_once_per_version() {
+    let (standin, addr) = start_stand_in(None).await;
+    let env = Env::new(addr);
+    let mut o = options(free_port());
+    o["install_integration"] = json!(false);
+    env.write_options(&o);
+    let installed = env.installed();
+    std::fs::create_dir_all(&installed).unwrap();
+    let manifest = |v: &str| json!({"domain": "doorbell_bridge", "name": "Doorbell Bridge", "version": v}).to_string();
+    std::fs::write(installed.join("manifest.json"), manifest("0.1.0")).unwrap();
+    let notes = || standin.calls_to(NOTIFY_PATH);
+    let start_once = || async {
+        let bridge = env.start();
+        bridge.wait_log("announced to Home Assistant").await;
+        bridge.stop().await
+    };
+
+    // The same version as installed: nothing to tell.
+    write_bundled(&env, "0.1.0", "# 0.1.0\n");
+    start_once().await;
+    assert!(notes().is_empty());
+
+    // An update carries 0.2.0: told once, at the first start, and nothing is installed.
+    write_bundled(&env, "0.2.0", "# 0.2.0\n");
+    let log = start_once().await;
+    assert!(log.contains("carries the integration 0.2.0, newer than the 0.1.0"), "{log}");
+    assert_eq!(notes().len(), 1);
+    assert!(notes()[0].body["message"].as_str().unwrap().contains("0.2.0"));
+    assert!(!installed.join("__init__.py").exists(), "the install is off: nothing is copied");
+    start_once().await;
+    assert_eq!(notes().len(), 1, "told once per version");
+
+    // The next version is told again.
+    write_bundled(&env, "0.3.0", "# 0.3.0\n");
+    start_once().await;
+    assert_eq!(notes().len(), 2);
+    assert_eq!(std::fs::read_to_string(installed.join("manifest.json")).unwrap(), manifest("0.1.0"));
 }
 
 #[tokio::test]
