@@ -1,5 +1,8 @@
 //! `GET /api/rings?limit=N`: the kept ring history, newest first, for Home Assistant's media
-//! browser. Pictures are listed only when one is on disk; clips are not kept yet (`null`).
+//! browser. A picture is listed when one is on disk, in memory or being taken (its URL then
+//! waits for it); clips are not kept yet (`null`).
+
+use std::collections::BTreeSet;
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -30,14 +33,16 @@ pub fn parse_limit(raw: Option<&str>) -> Result<usize, Error> {
     }
 }
 
-/// The body: `history` is oldest first (as the store keeps it).
-pub fn body(history: &[Entry], limit: usize) -> Value {
+/// The body: `history` is oldest first (as the store keeps it); `in_flight` are rings whose
+/// picture is not on disk yet but served from memory or being taken.
+pub fn body(history: &[Entry], in_flight: &BTreeSet<u64>, limit: usize) -> Value {
     let rings: Vec<Value> = history
         .iter()
         .rev()
         .take(limit)
         .map(|e| {
-            let snapshot = e.image_bytes.map(|_| format!("/api/rings/{}/snapshot.jpg", e.id));
+            let has = e.image_bytes.is_some() || in_flight.contains(&e.id);
+            let snapshot = has.then(|| format!("/api/rings/{}/snapshot.jpg", e.id));
             json!({"id": e.id, "at": e.at, "source": e.source, "snapshot": snapshot, "clip": null})
         })
         .collect();
@@ -46,7 +51,7 @@ pub fn body(history: &[Entry], limit: usize) -> Value {
 
 pub async fn list(State(st): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
     match parse_limit(q.limit.as_deref()) {
-        Ok(limit) => Json(body(&st.snapshots.ring_history(), limit)).into_response(),
+        Ok(limit) => Json(body(&st.snapshots.ring_history(), &st.snapshots.rings_in_flight(), limit)).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -69,15 +74,16 @@ mod tests {
 
     #[test]
     fn newest_first_limited_and_pictures_only_when_kept() {
-        let h: Vec<Entry> = (1..=5).map(|i| entry(i, i != 4)).collect();
-        let b = body(&h, 3);
+        let h: Vec<Entry> = (1..=5).map(|i| entry(i, i != 4 && i != 3)).collect();
+        let b = body(&h, &BTreeSet::from([3]), 3);
         let ids: Vec<u64> = b["rings"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
         assert_eq!(ids, [5, 4, 3]);
         assert_eq!(b["rings"][0]["snapshot"], "/api/rings/5/snapshot.jpg");
         assert_eq!(b["rings"][1]["snapshot"], Value::Null);
+        assert_eq!(b["rings"][2]["snapshot"], "/api/rings/3/snapshot.jpg", "in memory, not on disk yet");
         assert_eq!(b["rings"][0]["clip"], Value::Null);
         assert_eq!(b["rings"][0]["source"], "coiot");
-        assert_eq!(body(&[], 50), json!({"rings": []}));
+        assert_eq!(body(&[], &BTreeSet::new(), 50), json!({"rings": []}));
     }
 
     #[test]
