@@ -85,8 +85,7 @@ def async_update_device(hass: HomeAssistant, entry: ConfigEntry[Any], status: di
     registry = dr.async_get(hass)
     ident = device_identifier(entry)
     # The entry's own devices (device identifiers are unique per config entry only, 2026.11).
-    # DEMO ONLY (reverted in the next commit): a call Home Assistant 2026.11 reports as deprecated.
-    device = registry.async_get_device(identifiers={ident})
+    device = next((d for d in dr.async_entries_for_config_entry(registry, entry.entry_id) if ident in d.identifiers), None)
     if device is None:
         return
     d = described(entry, status)
