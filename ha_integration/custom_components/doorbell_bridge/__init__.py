@@ -42,13 +42,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: DoorbellBridgeConfigEntr
     # Started after the entities exist, so the event entity has restored which rings it fired.
     entry.async_create_background_task(hass, coordinator.run(), f"{entry.title} event stream")
     entry.async_on_unload(coordinator.async_shutdown_repairs)
-    # DEMO ONLY (reverted in the next commit): the update listener Home Assistant 2026.12 refuses.
-    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     return True
-
-
-async def _async_options_updated(hass: HomeAssistant, entry: DoorbellBridgeConfigEntry) -> None:
-    await hass.config_entries.async_reload(entry.entry_id)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: DoorbellBridgeConfigEntry) -> bool:
