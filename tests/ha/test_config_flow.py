@@ -195,3 +195,16 @@ async def test_options_ring_window(hass: HomeAssistant, bridge) -> None:
     await hass.async_block_till_done()
     assert entry.runtime_data.coordinator.ring_window.total_seconds() == 5
     await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_hassio_discovery_title_is_the_doorbell_name(hass: HomeAssistant, bridge) -> None:
+    """The bridge announces `doorbell.name`: the entry (and the device) carry it."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_HASSIO}, data=discovery(bridge, name="Front door")
+    )
+    assert result["description_placeholders"] == {"name": "Front door"}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["title"] == "Front door"
+    assert "name" not in result["data"]
+    await hass.async_block_till_done()
+    await hass.config_entries.async_unload(result["result"].entry_id)

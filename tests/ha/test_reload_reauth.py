@@ -128,3 +128,24 @@ async def test_token_changed_at_run_time_then_rediscovery_fixes_it(hass: HomeAss
     await connected(hass, entry)
     assert entry.state is ConfigEntryState.LOADED
     await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_rediscovery_fixes_a_setup_refused_for_its_token(hass: HomeAssistant, start_bridge) -> None:
+    """Setup failed on an old token (reauth pending); the add-on's discovery with the new token
+    loads the entry without the user typing anything."""
+    bridge = start_bridge(extra=["--require-token"])
+    entry = entry_for(bridge, token="old-token")
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_HASSIO}, data=discovery(bridge, bridge.token)
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    await hass.async_block_till_done()
+    assert entry.data[CONF_TOKEN] == bridge.token
+    assert entry.state is ConfigEntryState.LOADED
+    await connected(hass, entry)
+    await hass.config_entries.async_unload(entry.entry_id)

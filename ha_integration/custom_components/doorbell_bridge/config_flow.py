@@ -15,7 +15,13 @@ import probatio as vol
 
 from collections.abc import Mapping
 
-from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult, OptionsFlowWithReload
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigEntryState,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlowWithReload,
+)
 from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import selector
@@ -138,7 +144,13 @@ class DoorbellBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_abort(reason="invalid_auth")
         except BridgeError:
             return self.async_abort(reason="cannot_connect")
-        await self.async_set_unique_id(_unique_id(status, discovery_info.uuid or data[CONF_HOST]))
+        entry = await self.async_set_unique_id(_unique_id(status, discovery_info.uuid or data[CONF_HOST]))
+        if entry is not None and entry.state is ConfigEntryState.SETUP_ERROR:
+            # Setup failed on the old token (reauth pending): Core reloads only loaded or retrying
+            # entries, so the new token is applied here (one reload, and the reauth is moot).
+            if self.hass.config_entries.async_update_entry(entry, data={**entry.data, **data}):
+                self.hass.config_entries.async_schedule_reload(entry.entry_id)
+            return self.async_abort(reason="already_configured")
         # A reinstalled or moved add-on, or a new token: same bridge, new settings. The entry is
         # updated and reloaded once (this also ends a pending reauthentication).
         self._abort_if_unique_id_configured(updates=data)
