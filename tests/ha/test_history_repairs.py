@@ -129,3 +129,27 @@ async def test_repairs_follow_the_bridge(hass: HomeAssistant, bridge) -> None:
     coord.repairs.update(real)
     assert ours() == set()
     await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_doorbell_offline_repair_with_the_real_bridge(hass: HomeAssistant, bridge) -> None:
+    """The simulated doorbell reboots (offline for a few seconds): with the delay shortened, the
+    bridge's `online: false` raises the repair, and its return clears it."""
+    entry = entry_for(bridge)
+    await setup(hass, entry)
+    await connected(hass, entry)
+    coord = entry.runtime_data.coordinator
+    registry = ir.async_get(hass)
+    key = issues.issue_id(entry.entry_id, issues.DOORBELL_OFFLINE)
+    online = lambda: (coord.data.get("doorbell") or {}).get("online")  # noqa: E731
+    await wait_for(lambda: online() is True, timeout=20, what="doorbell online")
+    coord.repairs.delay = 0.3
+    async with aiohttp.ClientSession() as s, s.post(bridge.sim_url + "/sim/reboot") as r:
+        assert r.status == 200
+    await wait_for(lambda: online() is False, timeout=30, what="doorbell offline")
+    await wait_for(lambda: registry.async_get_issue(DOMAIN, key) is not None, timeout=5, what="offline repair")
+    issue = registry.async_get_issue(DOMAIN, key)
+    assert issue.translation_key == "doorbell_offline"
+    assert issue.translation_placeholders["name"] == "Doorbell"
+    await wait_for(lambda: online() is True, timeout=30, what="doorbell back")
+    assert registry.async_get_issue(DOMAIN, key) is None
+    await hass.config_entries.async_unload(entry.entry_id)
