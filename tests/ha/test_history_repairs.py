@@ -37,7 +37,7 @@ async def get_jpeg(client, url: str) -> bytes:
 
 
 async def test_rings_in_media_browser_and_latest_ring_image(
-    hass: HomeAssistant, start_bridge, hass_client
+    hass: HomeAssistant, start_bridge, hass_client, hass_client_no_auth
 ) -> None:
     bridge = start_bridge(extra=["--ring-min-gap-ms", "0"])
     assert await async_setup_component(hass, "media_source", {})
@@ -57,7 +57,10 @@ async def test_rings_in_media_browser_and_latest_ring_image(
     assert ids == ["2", "1"], "newest first"
     assert all(c.title.endswith("(coiot)") for c in folder.children)
     client = await hass_client()
+    anon = await hass_client_no_auth()
     for child in folder.children:
+        # The thumbnail is signed: the browser's <img> loads it without a login.
+        await get_jpeg(anon, child.thumbnail)
         played = await media_source.async_resolve_media(hass, child.media_content_id, None)
         assert played.mime_type == "image/jpeg"
         await get_jpeg(client, played.url)

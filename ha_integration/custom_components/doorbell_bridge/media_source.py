@@ -3,10 +3,12 @@
 
 Identifiers: `<entry_id>` (a bridge) and `<entry_id>/<ring_id>` (a ring's picture). The picture
 resolves to the integration's authenticated view; the media browser signs it for the viewer.
+Thumbnails are loaded by the browser without headers, so their paths are signed (for an hour).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from homeassistant.components.media_player import BrowseError, MediaClass, MediaType
@@ -17,6 +19,7 @@ from homeassistant.components.media_source import (
     PlayMedia,
     Unresolvable,
 )
+from homeassistant.components.http.auth import async_sign_path
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
@@ -25,6 +28,8 @@ from .api import BridgeError
 from .const import DOMAIN, MEDIA_RINGS
 from .coordinator import DoorbellBridgeConfigEntry
 from .views import ring_picture_path
+
+THUMBNAIL_VALIDITY = timedelta(hours=1)
 
 
 async def async_get_media_source(hass: HomeAssistant) -> MediaSource:
@@ -113,6 +118,13 @@ class DoorbellBridgeMediaSource(MediaSource):
 
     def _ring(self, entry_id: str, ring: dict[str, Any]) -> BrowseMediaSource:
         has_picture = isinstance(ring.get("snapshot"), str)
+        thumbnail = (
+            async_sign_path(
+                self.hass, ring_picture_path(entry_id, int(ring["id"])), THUMBNAIL_VALIDITY, use_content_user=True
+            )
+            if has_picture
+            else None
+        )
         return BrowseMediaSource(
             domain=DOMAIN,
             identifier=f"{entry_id}/{ring['id']}",
@@ -121,4 +133,5 @@ class DoorbellBridgeMediaSource(MediaSource):
             title=ring_title(ring),
             can_play=has_picture,
             can_expand=False,
+            thumbnail=thumbnail,
         )
