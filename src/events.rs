@@ -212,6 +212,13 @@ impl Bus {
         self.push(&mut g, Payload::State(body));
     }
 
+    /// Emits a `state` event with the current status body (a status source learned something).
+    pub fn publish_state(&self) {
+        let mut g = self.lock();
+        let body = self.status_locked(&g);
+        self.push(&mut g, Payload::State(body));
+    }
+
     /// Whether one source (`onvif`, `coiot`, `mqtt`...) is delivering; emits `state` on change.
     pub fn set_source(&self, source: &str, up: bool) {
         let mut g = self.lock();

@@ -132,9 +132,11 @@ impl App {
         }
         drop(observations);
 
+        let identity = onvif::identity::Identity::new(&config.doorbell.name);
+        bus.add_status_source(identity.clone());
         let mut commands: Option<Arc<dyn api::Commands>> = None;
         if config.onvif.enabled && !config.doorbell.host.is_empty() {
-            commands = Some(onvif::start(&config, onvif_state, bus.clone(), shutdown.clone(), &mut tasks)?);
+            commands = Some(onvif::start(&config, onvif_state, bus.clone(), identity, shutdown.clone(), &mut tasks)?);
         }
         tasks.spawn(snapshots.clone().run(shutdown.clone()));
 

@@ -209,6 +209,7 @@ fn main() -> ExitCode {
                         app.http_addr().port(),
                         app.rtsp_addr().port(),
                         &app.access,
+                        &app.config.doorbell.name,
                     );
                     tracing::info!(
                         "credentials the bridge generated (API token, RTSP login) are kept in {}; Home Assistant \

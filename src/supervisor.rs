@@ -89,10 +89,11 @@ pub fn parse_reply(status: u16, body: &[u8]) -> Result<Value> {
 }
 
 /// What the integration needs to connect: `async_step_hassio` receives this `config`.
-pub fn discovery_payload(host: &str, http_port: u16, rtsp_port: u16, access: &Access) -> Value {
+pub fn discovery_payload(host: &str, http_port: u16, rtsp_port: u16, access: &Access, name: &str) -> Value {
     json!({
         "service": DOMAIN,
         "config": {
+            "name": name,
             "host": host,
             "port": http_port,
             "rtsp_port": rtsp_port,

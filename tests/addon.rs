@@ -502,7 +502,12 @@ async fn discovery_is_posted_once_per_start_with_the_same_token() {
         assert_eq!(c["port"], http_port);
         assert_eq!(c["rtsp_port"], rtsp_port);
         let keys: BTreeSet<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, BTreeSet::from(["host", "port", "rtsp_port", "api_token", "rtsp_username", "rtsp_password"]));
+        assert_eq!(
+            keys,
+            BTreeSet::from(["name", "host", "port", "rtsp_port", "api_token", "rtsp_username", "rtsp_password"])
+        );
+        // The doorbell's name (`doorbell.name`) becomes the entry's and the device's name.
+        assert!(!c["name"].as_str().unwrap().is_empty());
         assert!(c["api_token"].as_str().unwrap().len() >= 32);
         assert_eq!(c["rtsp_username"], "viewer");
         // Secrets go to the Supervisor, never to the log.

@@ -339,6 +339,38 @@ async fn sim() -> Sim {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_the_doorbell_with_its_onvif_model_and_firmware() {
+    let sim = sim().await;
+    let bridge = Bridge::start(&sim, |c| c.doorbell.name = "Front door".into()).await;
+    // The event stream announces what the bridge learned, as a `state` event.
+    let mut sse = bridge.events().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let doorbell = loop {
+        let st: Value = reqwest::get(format!("http://{}/api/status", bridge.http)).await.unwrap().json().await.unwrap();
+        assert_eq!(st["doorbell"]["name"], "Front door");
+        if !st["doorbell"]["model"].is_null() {
+            break st["doorbell"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no model in {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(doorbell["manufacturer"], "EZVIZ");
+    assert_eq!(doorbell["model"], "DB1");
+    assert_eq!(doorbell["firmware"], "V5.2.4 build 200321");
+    assert!(!doorbell.to_string().contains("DB1SIM"), "the serial number is not published");
+    let until = Instant::now() + Duration::from_secs(5);
+    let state = loop {
+        let (event, data) = sse.next(until).await.expect("a state event with the model");
+        if event == "state" && data["doorbell"]["model"] == "DB1" {
+            break data;
+        }
+    };
+    assert_eq!(state["doorbell"]["firmware"], "V5.2.4 build 200321");
+    bridge.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn motion_appears_as_sensor_events_and_one_subscription_is_held() {
     let sim = sim().await;
     let bridge = Bridge::start(&sim, |_| {}).await;

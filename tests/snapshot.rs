@@ -527,6 +527,17 @@ async fn press_on_simulated_doorbell_gets_its_picture_over_the_api() {
     let r = reqwest::get(format!("http://{http}{}", ring.snapshot)).await.unwrap();
     assert_eq!(r.status(), 200);
     is_jpeg_of(&r.bytes().await.unwrap(), 1536, 2048);
+    // The history lists it (the media browser of Home Assistant reads this), newest first.
+    let list: serde_json::Value =
+        reqwest::get(format!("http://{http}/api/rings?limit=5")).await.unwrap().json().await.unwrap();
+    let first = &list["rings"][0];
+    assert_eq!(first["id"], ring.id);
+    assert_eq!(first["at"], ring.at.as_str());
+    assert_eq!(first["source"], ring.source.as_str());
+    assert_eq!(first["snapshot"], ring.snapshot.as_str());
+    assert_eq!(first["clip"], serde_json::Value::Null);
+    let r = reqwest::get(format!("http://{http}/api/rings?limit=zero")).await.unwrap();
+    assert_eq!(r.status(), 400);
     shutdown.cancel();
     let _ = run.await;
     sim.stop().await;

@@ -17,5 +17,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = soap::parse_create_pullpoint(&env);
         let _ = soap::parse_system_date_time(&env);
         let _ = soap::parse_capabilities(&env);
+        let _ = doorbell_bridge::onvif::identity::parse_device_information(&env);
     }
 });

@@ -2,6 +2,7 @@
 //! `router(state)` is public so tests drive it directly; `serve` adds the connection limits.
 
 pub mod error;
+pub mod rings;
 pub mod sse;
 
 use std::net::SocketAddr;
@@ -52,6 +53,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/status", get(status))
         .route("/api/events", get(events))
         .route("/api/snapshot.jpg", get(snapshot))
+        .route("/api/rings", get(rings::list))
         .route("/api/rings/{id}/snapshot.jpg", get(ring_snapshot))
         .route("/api/reboot", post(reboot))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));

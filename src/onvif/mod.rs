@@ -11,6 +11,7 @@
 //! clock, never the device's (which may be hours off).
 
 pub mod device;
+pub mod identity;
 pub mod pullpoint;
 pub mod soap;
 pub mod topics;
@@ -50,10 +51,12 @@ pub fn start(
     config: &Config,
     state_file: std::path::PathBuf,
     bus: Arc<Bus>,
+    identity: Arc<identity::Identity>,
     shutdown: CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<Arc<OnvifCommands>> {
     let dev = Arc::new(device::Device::new(config)?);
+    tasks.spawn(identity::run(dev.clone(), identity, bus.clone(), shutdown.clone()));
     let pp = pullpoint::PullPoint::new(dev.clone(), config.onvif.clone(), bus).with_state_file(state_file);
     tasks.spawn(pp.run(shutdown));
     Ok(Arc::new(OnvifCommands { device: dev }))

@@ -12,6 +12,7 @@ pub const ACTION_GET_SYSTEM_DATE_AND_TIME: &str = "http://www.onvif.org/ver10/de
 pub const ACTION_GET_CAPABILITIES: &str = "http://www.onvif.org/ver10/device/wsdl/GetCapabilities";
 pub const ACTION_GET_SERVICES: &str = "http://www.onvif.org/ver10/device/wsdl/GetServices";
 pub const ACTION_SYSTEM_REBOOT: &str = "http://www.onvif.org/ver10/device/wsdl/SystemReboot";
+pub const ACTION_GET_DEVICE_INFORMATION: &str = "http://www.onvif.org/ver10/device/wsdl/GetDeviceInformation";
 pub const ACTION_GET_PROFILES: &str = "http://www.onvif.org/ver10/media/wsdl/GetProfiles";
 pub const ACTION_GET_STREAM_URI: &str = "http://www.onvif.org/ver10/media/wsdl/GetStreamUri";
 pub const ACTION_GET_SNAPSHOT_URI: &str = "http://www.onvif.org/ver10/media/wsdl/GetSnapshotUri";
@@ -144,6 +145,9 @@ pub fn body_get_capabilities() -> String {
 }
 pub fn body_get_services() -> String {
     r#"<GetServices xmlns="http://www.onvif.org/ver10/device/wsdl"><IncludeCapability>false</IncludeCapability></GetServices>"#.into()
+}
+pub fn body_get_device_information() -> String {
+    r#"<GetDeviceInformation xmlns="http://www.onvif.org/ver10/device/wsdl"/>"#.into()
 }
 pub fn body_system_reboot() -> String {
     r#"<SystemReboot xmlns="http://www.onvif.org/ver10/device/wsdl"/>"#.into()

@@ -342,6 +342,11 @@ async fn device_service(State(ctx): State<Ctx>, body: Bytes) -> Response {
                 ),
             )
         }
+        // What a DS-HD1 / DB1 on firmware 200321 is reported to answer (values of the demo unit).
+        "GetDeviceInformation" => ok(
+            "http://www.onvif.org/ver10/device/wsdl/GetDeviceInformationResponse",
+            "<tds:GetDeviceInformationResponse><tds:Manufacturer>EZVIZ</tds:Manufacturer>\n<tds:Model>DB1</tds:Model>\n<tds:FirmwareVersion>V5.2.4 build 200321</tds:FirmwareVersion>\n<tds:SerialNumber>DB1SIM0000001</tds:SerialNumber>\n<tds:HardwareId>88</tds:HardwareId>\n</tds:GetDeviceInformationResponse>\n",
+        ),
         "SystemReboot" => {
             let state = ctx.state.clone();
             let wait = ctx.opts.reboot_time;

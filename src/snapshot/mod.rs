@@ -516,6 +516,13 @@ impl Snapshots {
         lock(&self.store).entries.values().cloned().collect()
     }
 
+    /// Rings whose picture is served from memory or still being taken (maybe not on disk yet).
+    pub fn rings_in_flight(&self) -> std::collections::BTreeSet<u64> {
+        let mut ids: std::collections::BTreeSet<u64> = lock(&self.recent).iter().map(|(i, _)| *i).collect();
+        ids.extend(lock(&self.pending).iter().copied());
+        ids
+    }
+
     /// Bytes of ring pictures on disk.
     pub fn ring_images_bytes(&self) -> u64 {
         lock(&self.store).total_bytes()

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 import json
+import logging
 import os
 from pathlib import Path
 import re
@@ -28,6 +29,57 @@ pytest_plugins = ["pytest_homeassistant_custom_component"]
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Lets Home Assistant load custom_components/doorbell_bridge."""
+
+
+# What Home Assistant logs when it reports an integration's use of something going away
+# (helpers/frame.py `report_usage`, deprecated constants, deprecated config entry patterns).
+REPORT = re.compile(r"Detected (that )?(custom )?integration|deprecat|will stop working|no longer supported", re.I)
+OURS = re.compile(r"doorbell_bridge")
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def reports_and_errors(records: list[logging.LogRecord], allowed: list[re.Pattern[str]]) -> list[str]:
+    """Log lines that fail a test: any ERROR (or worse), and any report about this integration."""
+    bad = []
+    for r in records:
+        try:
+            msg = r.getMessage()
+        except Exception:  # noqa: BLE001 - a broken log call is itself worth failing on
+            msg = str(r.msg)
+        text = f"{r.name}: {msg}"
+        if any(p.search(text) for p in allowed):
+            continue
+        is_report = r.levelno >= logging.WARNING and REPORT.search(msg) and (OURS.search(text) or OURS.search(r.pathname))
+        if r.levelno >= logging.ERROR or is_report:
+            bad.append(f"{r.levelname} {text}"[:2000])
+    return bad
+
+
+@pytest.fixture(autouse=True)
+def fail_on_reports_and_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Home Assistant's deprecation reports and ERROR logs fail the test (a test that provokes an
+    error on purpose names it with `@pytest.mark.allow_log("regex")`)."""
+    handler = _Collect()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    if root.level > logging.WARNING or root.level == logging.NOTSET:
+        root.setLevel(logging.WARNING)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+    allowed = [re.compile(p) for m in request.node.iter_markers("allow_log") for p in m.args]
+    bad = reports_and_errors(handler.records, allowed)
+    if bad:
+        pytest.fail("Home Assistant reported problems with this integration:\n" + "\n".join(bad), pytrace=False)
 
 
 @dataclass

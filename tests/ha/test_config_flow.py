@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
+
 from homeassistant import config_entries
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 
 from custom_components.doorbell_bridge.config_flow import HassioServiceInfo
-from custom_components.doorbell_bridge.const import CONF_RTSP_PASSWORD, CONF_RTSP_PORT, CONF_RTSP_USERNAME, DOMAIN
+from custom_components.doorbell_bridge.const import (
+    CONF_ADDON_SLUG,
+    CONF_RTSP_PASSWORD,
+    CONF_RTSP_PORT,
+    CONF_RTSP_USERNAME,
+    DOMAIN,
+)
 
 from bridge_steps import entry_for
 
@@ -46,8 +54,14 @@ async def test_hassio_discovery_confirm_creates_entry(hass: HomeAssistant, bridg
         CONF_TOKEN: bridge.token,
         CONF_RTSP_USERNAME: "viewer",
         CONF_RTSP_PASSWORD: "pa ss/word",
+        CONF_ADDON_SLUG: "doorbell_bridge",
     }
     await hass.async_block_till_done()
+    # Discovered from the Supervisor: the device's "Visit" link opens the add-on's page in Home Assistant.
+    from homeassistant.helpers import device_registry as dr
+
+    dev = dr.async_entries_for_config_entry(dr.async_get(hass), result["result"].entry_id)[0]
+    assert dev.configuration_url == "homeassistant://hassio/addon/doorbell_bridge/info"
     await hass.config_entries.async_unload(result["result"].entry_id)
 
 
@@ -124,6 +138,7 @@ async def test_user_flow_wrong_token(hass: HomeAssistant, start_bridge) -> None:
     await hass.config_entries.async_unload(result["result"].entry_id)
 
 
+@pytest.mark.allow_log(r"Unexpected answer from the bridge")
 async def test_user_flow_not_a_bridge(hass: HomeAssistant, bridge) -> None:
     """Something else answers on the port (here: the simulated doorbell's control server)."""
     sim_port = int(bridge.sim_url.rsplit(":", 1)[1])
@@ -180,3 +195,16 @@ async def test_options_ring_window(hass: HomeAssistant, bridge) -> None:
     await hass.async_block_till_done()
     assert entry.runtime_data.coordinator.ring_window.total_seconds() == 5
     await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_hassio_discovery_title_is_the_doorbell_name(hass: HomeAssistant, bridge) -> None:
+    """The bridge announces `doorbell.name`: the entry (and the device) carry it."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_HASSIO}, data=discovery(bridge, name="Front door")
+    )
+    assert result["description_placeholders"] == {"name": "Front door"}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["title"] == "Front door"
+    assert "name" not in result["data"]
+    await hass.async_block_till_done()
+    await hass.config_entries.async_unload(result["result"].entry_id)

@@ -1,5 +1,8 @@
 """End to end: the real `doorbell-bridge demo`, set up from Supervisor discovery inside the real
-Home Assistant core; the simulated doorbell is pressed over its control API.
+Home Assistant core; the simulated doorbell is pressed over its control API. What a new user sees:
+every entity available, a ring on the event entity within 1 s, the picture link (without a login)
+and the camera proxy serving JPEGs, options and reconfigure working, and no ERROR or deprecation
+report in the log (the autouse fixture of conftest.py fails the test on those).
 
 Also the benchmark of docs/benchmarks.md ("Home Assistant end to end"): `/sim/ring` -> the event
 entity's state change, over 100 presses. Figures go to stdout and target/ha-e2e-bench.json.
@@ -17,6 +20,9 @@ import time
 import aiohttp
 
 from homeassistant import config_entries
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import STATE_UNAVAILABLE
+from homeassistant.helpers import entity_registry as er
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers.event import async_track_state_change_event
@@ -37,7 +43,23 @@ def percentile(values: list[float], p: float) -> float:
     return s[k]
 
 
-async def test_e2e_ring_from_simulated_doorbell(hass: HomeAssistant, start_bridge) -> None:
+async def get_jpeg(client, url: str) -> bytes:
+    """The bridge answers 404/503 until the picture exists: allow it a moment."""
+    status, body = 0, b""
+    for _ in range(50):
+        resp = await client.get(url)
+        status, body = resp.status, await resp.read()
+        if status == 200:
+            break
+        await asyncio.sleep(0.2)
+    assert status == 200, (url, status)
+    assert body[:2] == b"\xff\xd8", url
+    return body
+
+
+async def test_e2e_ring_from_simulated_doorbell(
+    hass: HomeAssistant, start_bridge, hass_client, hass_client_no_auth
+) -> None:
     bridge = start_bridge(extra=["--ring-min-gap-ms", "0"])
     info = HassioServiceInfo(
         config={"host": "127.0.0.1", "port": bridge.http_port, "rtsp_port": bridge.rtsp_port, "token": bridge.token},
@@ -96,17 +118,32 @@ async def test_e2e_ring_from_simulated_doorbell(hass: HomeAssistant, start_bridg
                 assert r.status == 200
             return t0
 
-        # One press: one event, and `pressed` goes on, then off when the button is released.
-        await press()
-        await wait_for(lambda: len(fires) == 1, what="ring event")
+        # Every entity that is enabled by default is available.
+        ents = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+        enabled = [e.entity_id for e in ents if e.disabled_by is None]
+        assert len(enabled) >= 10
+        await wait_for(
+            lambda: all(hass.states.get(e) and hass.states.get(e).state != STATE_UNAVAILABLE for e in enabled),
+            what="every entity available",
+        )
+
+        # One press: one event (within 1 s), and `pressed` goes on, then off when the button is released.
+        t0 = await press()
+        await wait_for(lambda: len(fires) == 1, timeout=1.0, what="ring event within 1 s")
+        assert fires[0][0] - t0 < 1.0
         await wait_for(lambda: [s for _, s in pressed][-2:] == ["on", "off"], what="pressed on then off")
         await asyncio.sleep(1.0)
         assert len(fires) == 1
         attrs = fires[0][1]
         assert attrs["event_type"] == "ring"
         assert attrs["source"] == "coiot"
-        assert attrs["picture"] == f"/api/doorbell_bridge/{entry.entry_id}/rings/{attrs['ring_id']}.jpg"
+        assert attrs["picture"].startswith(f"/api/doorbell_bridge/{entry.entry_id}/rings/{attrs['ring_id']}.jpg?")
         assert hass.states.get(pressed_eid).state == "off"
+        # The picture link loads without a login (as in a phone's notification); the camera proxy
+        # (with one) returns the current picture.
+        await get_jpeg(await hass_client_no_auth(), attrs["picture"])
+        camera_eid = entity_id(hass, "camera", "camera", entry)
+        await get_jpeg(await hass_client(), f"/api/camera_proxy/{camera_eid}")
 
         # The benchmark: press after press, each once the button is released.
         latencies: list[float] = []
@@ -148,4 +185,25 @@ async def test_e2e_ring_from_simulated_doorbell(hass: HomeAssistant, start_bridg
     out = ROOT / "target" / "ha-e2e-bench.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
+
+    # Options, then reconfigure (same bridge, same settings): each reloads the entry, which comes
+    # back connected and still fires rings.
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], {"ring_window": 20})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.runtime_data.coordinator.ring_window.total_seconds() == 20
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_RECONFIGURE, "entry_id": entry.entry_id}
+    )
+    data = {k: v for k, v in entry.data.items() if k != "addon_slug"}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], data)
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    await connected(hass, entry)
+    before = len(fires)
+    async with aiohttp.ClientSession() as http, http.post(bridge.sim_url + "/sim/ring") as r:
+        assert r.status == 200
+    await wait_for(lambda: len(fires) == before + 1, what="ring after reload")
     await hass.config_entries.async_unload(entry.entry_id)

@@ -34,13 +34,25 @@ async def test_entities_on_one_device(hass: HomeAssistant, bridge) -> None:
     await connected(hass, entry)
     ents = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
     by_domain = sorted(e.domain for e in ents)
-    assert by_domain == ["binary_sensor"] * 5 + ["button", "camera", "event"] + ["sensor"] * 2
+    assert by_domain == ["binary_sensor"] * 5 + ["button"] + ["camera"] * 2 + ["event", "image"] + ["sensor"] * 2
+    # Noisy or secondary entities start disabled.
+    disabled = sorted(e.unique_id.rsplit("-", 1)[1] for e in ents if e.disabled_by is not None)
+    assert disabled == ["camera_sub", "viewers"]
     devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
     assert len(devices) == 1
     dev = devices[0]
     assert dev.identifiers == {(DOMAIN, bridge.bridge_id)}
-    assert dev.manufacturer and dev.model and dev.sw_version and dev.name == "Doorbell"
     assert {e.device_id for e in ents} == {dev.id}
+    # The name is the bridge's `doorbell.name`; model and firmware are what the simulated doorbell
+    # answers to ONVIF GetDeviceInformation (learned by the bridge a moment after it starts).
+    assert dev.name == "Demo doorbell"
+    await wait_for(
+        lambda: dr.async_get(hass).async_get(dev.id).sw_version == "V5.2.4 build 200321", timeout=20, what="firmware"
+    )
+    dev = dr.async_get(hass).async_get(dev.id)
+    assert (dev.manufacturer, dev.model) == ("EZVIZ", "DB1")
+    # Set up by hand on loopback: a "Visit" link would open the user's own machine, so there is none.
+    assert dev.configuration_url is None
 
     ev = hass.states.get(entity_id(hass, "event", "ring", entry))
     assert ev.state == STATE_UNKNOWN
@@ -51,7 +63,11 @@ async def test_entities_on_one_device(hass: HomeAssistant, bridge) -> None:
     assert conn.entity_category == "diagnostic"
     # The bridge reaches the simulated doorbell (ONVIF): connected.
     await wait_for(lambda: hass.states.get(conn.entity_id).state == STATE_ON, timeout=20, what="doorbell online")
-    assert hass.states.get(entity_id(hass, "sensor", "viewers", entry)).state == "0"
+    stream = hass.states.get(entity_id(hass, "sensor", "upstream", entry))
+    assert stream.attributes["device_class"] == "enum"
+    assert stream.attributes["options"] == ["idle", "connecting", "connected", "reconnecting", "stopped"]
+    assert stream.state in stream.attributes["options"]
+    assert hass.states.get(entity_id(hass, "image", "latest_ring", entry)).state == STATE_UNKNOWN
     await hass.config_entries.async_unload(entry.entry_id)
 
 

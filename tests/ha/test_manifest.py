@@ -82,7 +82,7 @@ def test_strings_cover_the_code() -> None:
     s = strings()
     src = (COMPONENT / "config_flow.py").read_text()
     steps = set(re.findall(r'step_id="([a-z_]+)"', src))
-    assert steps - {"init"} == set(s["config"]["step"]) == {"hassio_confirm", "user", "reconfigure"}
+    assert steps - {"init"} == set(s["config"]["step"]) == {"hassio_confirm", "user", "reconfigure", "reauth_confirm"}
     assert set(s["options"]["step"]) == {"init"}
     fields = {str(k) for k in _user_schema({}).schema}
     for step in ("user", "reconfigure"):
@@ -90,7 +90,9 @@ def test_strings_cover_the_code() -> None:
         assert set(s["config"]["step"][step]["data_description"]) == fields
     errors = set(re.findall(r'errors\["base"\] = "([a-z_]+)"', src))
     assert errors and errors <= set(s["config"]["error"])
-    aborts = set(re.findall(r'reason="([a-z_]+)"', src)) | {"already_configured", "reconfigure_successful"}
+    aborts = set(re.findall(r'reason="([a-z_]+)"', src)) | {
+        "already_configured", "reconfigure_successful", "reauth_successful"
+    }  # fmt: skip
     assert aborts <= set(s["config"]["abort"])
     # Placeholders in strings are given by the code.
     assert "{name}" in s["config"]["step"]["hassio_confirm"]["description"]
@@ -107,10 +109,27 @@ def test_strings_cover_the_code() -> None:
                 and isinstance(node.value, ast.Constant)
             ):
                 used.setdefault(py.stem, set()).add(node.value.value)
-    for platform in ("binary_sensor", "sensor", "event"):
-        assert used[platform] <= set(s["entity"][platform]), platform
-    for module in ("button", "camera"):
+    for platform in ("binary_sensor", "sensor", "event", "image"):
+        assert used[platform] <= set(s["entity"][platform]) | set(s["exceptions"]), platform
+    assert {"sub_stream"} <= set(s["entity"]["camera"])
+    for module in ("button", "coordinator"):
         assert used[module] <= set(s["exceptions"]), module
+    assert "snapshot_failed" in s["exceptions"]
+    # Every repair has a title and steps; every placeholder in them is given by issues.py.
+    from custom_components.doorbell_bridge import issues
+
+    assert set(s["issues"]) == set(issues.ALL_ISSUES)
+    for key, text in s["issues"].items():
+        assert set(text) == {"title", "description"}
+        assert "{name}" in text["title"], key
+    # The stream state sensor's states are all translated, and have icons.
+    from custom_components.doorbell_bridge.sensor import STREAM_STATES
+
+    assert set(s["entity"]["sensor"]["stream_state"]["state"]) == set(STREAM_STATES)
+    icons = json.loads((COMPONENT / "icons.json").read_text())
+    assert set(icons["entity"]["sensor"]["stream_state"]["state"]) == set(STREAM_STATES)
+    for platform, keys in icons["entity"].items():
+        assert set(keys) <= set(s["entity"][platform]), platform
     assert "ring" in s["entity"]["event"]["ring"]["state_attributes"]["event_type"]["state"]
 
 
@@ -135,3 +154,42 @@ def test_blueprint_is_valid() -> None:
     assert config["actions"][0]["device_id"] == "0123456789abcdef"
     text = Path(BLUEPRINT).read_text()
     assert "picture" in text and "actions" in text
+
+
+# Every rule of the integration quality scale (bronze to platinum), as listed in the developer docs.
+RULES = {
+    "bronze": {
+        "action-setup", "appropriate-polling", "brands", "common-modules", "config-flow-test-coverage", "config-flow",
+        "dependency-transparency", "docs-actions", "docs-high-level-description", "docs-installation-instructions",
+        "docs-removal-instructions", "entity-event-setup", "entity-unique-id", "has-entity-name", "runtime-data",
+        "test-before-configure", "test-before-setup", "unique-config-entry",
+    },
+    "silver": {
+        "action-exceptions", "config-entry-unloading", "docs-configuration-parameters", "docs-installation-parameters",
+        "entity-unavailable", "integration-owner", "log-when-unavailable", "parallel-updates", "reauthentication-flow",
+        "test-coverage",
+    },
+    "gold": {
+        "devices", "diagnostics", "discovery-update-info", "discovery", "docs-data-update", "docs-examples",
+        "docs-known-limitations", "docs-supported-devices", "docs-supported-functions", "docs-troubleshooting",
+        "docs-use-cases", "dynamic-devices", "entity-category", "entity-device-class", "entity-disabled-by-default",
+        "entity-translations", "exception-translations", "icon-translations", "reconfiguration-flow", "repair-issues",
+        "stale-devices",
+    },
+    "platinum": {"async-dependency", "inject-websession", "strict-typing"},
+}  # fmt: skip
+
+
+def test_quality_scale_gold() -> None:
+    """Every rule is listed; bronze, silver and gold ones are done or exempt (exempt with a reason)."""
+    rules = load_yaml_dict(str(COMPONENT / "quality_scale.yaml"))["rules"]
+    everything = set().union(*RULES.values())
+    assert set(rules) == everything
+    for name, value in rules.items():
+        status = value if isinstance(value, str) else value["status"]
+        assert status in {"done", "exempt", "todo"}, name
+        if status == "exempt":
+            assert isinstance(value, dict) and value.get("comment"), f"{name}: exempt needs a reason"
+        if name in RULES["bronze"] | RULES["silver"] | RULES["gold"]:
+            assert status in {"done", "exempt"}, name
+    assert manifest()["codeowners"], "integration-owner"

@@ -73,7 +73,7 @@ async def test_ring_replayed_after_a_drop_fires_once(hass: HomeAssistant, start_
     await wait_for(lambda: len(fired) == 1, timeout=15, what="replayed ring")
     assert fired[0]["ring_id"] == ring["id"]
     assert fired[0]["source"] == ring["source"]
-    assert fired[0]["picture"] == f"/api/doorbell_bridge/{entry.entry_id}/rings/{ring['id']}.jpg"
+    assert fired[0]["picture"].startswith(f"/api/doorbell_bridge/{entry.entry_id}/rings/{ring['id']}.jpg?authSig=")
     assert coord.reconnects >= 1
     assert relay.accepted >= 2
     await asyncio.sleep(1)
@@ -147,8 +147,9 @@ async def test_restart_does_not_refire(hass: HomeAssistant, start_bridge) -> Non
 async def test_ring_picture_through_home_assistant(
     hass: HomeAssistant, start_bridge, hass_client, hass_client_no_auth
 ) -> None:
-    """The `picture` attribute is a Home Assistant URL (reachable by the phone app, with its
-    login) that serves the ring's JPEG from the bridge; without login it is refused."""
+    """The `picture` attribute is a signed Home Assistant URL: it serves the ring's JPEG from the
+    bridge without a login (a phone's notification has none); the same path unsigned, or with a
+    tampered signature, is refused."""
     bridge = start_bridge(extra=["--ring-min-gap-ms", "0"])
     entry = entry_for(bridge)
     await setup(hass, entry)
@@ -168,7 +169,14 @@ async def test_ring_picture_through_home_assistant(
     assert status == 200, status
     assert body[:2] == b"\xff\xd8"
     anon = await hass_client_no_auth()
-    assert (await anon.get(url)).status == 401
+    resp = await anon.get(url)
+    assert resp.status == 200
+    assert (await resp.read())[:2] == b"\xff\xd8"
+    path = url.split("?", 1)[0]
+    assert (await anon.get(path)).status == 401
+    assert (await anon.get(url[:-4] + "AAAA")).status == 401
+    other = f"/api/doorbell_bridge/{entry.entry_id}/rings/{fired[0]['ring_id'] + 1}.jpg"
+    assert (await anon.get(other + "?" + url.split("?", 1)[1])).status == 401
     assert (await client.get(f"/api/doorbell_bridge/{entry.entry_id}/rings/999999.jpg")).status == 404
     assert (await client.get("/api/doorbell_bridge/nope/rings/1.jpg")).status == 404
     await hass.config_entries.async_unload(entry.entry_id)

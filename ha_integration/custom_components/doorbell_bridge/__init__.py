@@ -16,12 +16,17 @@ PLATFORMS: list[Platform] = [
     Platform.BUTTON,
     Platform.CAMERA,
     Platform.EVENT,
+    Platform.IMAGE,
     Platform.SENSOR,
 ]
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: DoorbellBridgeConfigEntry) -> bool:
-    """Connects to the bridge, creates the entities, then follows its event stream."""
+    """Connects to the bridge, creates the entities, then follows its event stream.
+
+    No update listener: the options flow (`OptionsFlowWithReload`), rediscovery and reconfigure
+    each reload the entry once themselves.
+    """
     client = BridgeClient(
         async_get_clientsession(hass),
         entry.data[CONF_HOST],
@@ -29,21 +34,24 @@ async def async_setup_entry(hass: HomeAssistant, entry: DoorbellBridgeConfigEntr
         entry.data.get(CONF_TOKEN),
     )
     window = entry.options.get(CONF_RING_WINDOW, DEFAULT_RING_WINDOW)
-    coordinator = DoorbellBridgeCoordinator(hass, entry, client, window)
+    coordinator = DoorbellBridgeCoordinator(hass, entry, client, float(window))
     await coordinator.async_config_entry_first_refresh()
     entry.runtime_data = DoorbellBridgeData(client=client, coordinator=coordinator)
     async_register_views(hass)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     # Started after the entities exist, so the event entity has restored which rings it fired.
     entry.async_create_background_task(hass, coordinator.run(), f"{entry.title} event stream")
-    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    entry.async_on_unload(coordinator.async_shutdown_repairs)
     return True
-
-
-async def _async_options_updated(hass: HomeAssistant, entry: DoorbellBridgeConfigEntry) -> None:
-    await hass.config_entries.async_reload(entry.entry_id)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: DoorbellBridgeConfigEntry) -> bool:
     """Stops the event stream (a background task of the entry) and removes the entities."""
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: DoorbellBridgeConfigEntry) -> None:
+    """The integration is removed: its repairs go with it."""
+    from .issues import async_delete_all  # noqa: PLC0415 - only needed on removal
+
+    async_delete_all(hass, entry.entry_id)

@@ -141,6 +141,20 @@ class BridgeClient:
             raise BridgeError("status is not a JSON object")
         return body
 
+    async def rings(self, limit: int = 50) -> list[dict[str, Any]]:
+        """GET /api/rings: the kept ring history, newest first."""
+        resp = await self._request("GET", f"/api/rings?limit={int(limit)}")
+        async with resp:
+            await self._check(resp)
+            try:
+                body = await resp.json(content_type=None)
+            except (ValueError, aiohttp.ClientError, TimeoutError) as err:
+                raise BridgeError("rings is not JSON") from err
+        rings = body.get("rings") if isinstance(body, dict) else None
+        if not isinstance(rings, list):
+            raise BridgeError("rings is not a list")
+        return [r for r in rings if isinstance(r, dict)]
+
     async def _image(self, path: str) -> bytes:
         resp = await self._request("GET", path)
         async with resp:

@@ -1,13 +1,27 @@
-"""Config flow: one click from the add-on's Supervisor discovery, or by hand."""
+"""Config flow: one click from the add-on's Supervisor discovery, or by hand; reauth and reconfigure.
+
+Changing an entry's data or options reloads it exactly once: rediscovery and reconfigure through
+`_abort_if_unique_id_configured(updates=...)` / `async_update_reload_and_abort`, options through
+`OptionsFlowWithReload`. There is no update listener (Home Assistant 2026.12 refuses the mix).
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-import voluptuous as vol
+# Home Assistant validates flows with probatio (voluptuous-compatible, typed).
+import probatio as vol
 
-from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult, OptionsFlow
+from collections.abc import Mapping
+
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigEntryState,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlowWithReload,
+)
 from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import selector
@@ -15,6 +29,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .api import BridgeAuthError, BridgeClient, BridgeConnectionError, BridgeError
 from .const import (
+    CONF_ADDON_SLUG,
     CONF_RING_WINDOW,
     CONF_RTSP_PASSWORD,
     CONF_RTSP_PORT,
@@ -119,6 +134,8 @@ class DoorbellBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_hassio(self, discovery_info: HassioServiceInfo) -> ConfigFlowResult:
         """The add-on announced itself through the Supervisor."""
         data = _from_discovery(dict(discovery_info.config))
+        if discovery_info.slug:
+            data[CONF_ADDON_SLUG] = discovery_info.slug
         if CONF_HOST not in data:
             return self.async_abort(reason="invalid_discovery_info")
         try:
@@ -127,8 +144,15 @@ class DoorbellBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_abort(reason="invalid_auth")
         except BridgeError:
             return self.async_abort(reason="cannot_connect")
-        await self.async_set_unique_id(_unique_id(status, discovery_info.uuid or data[CONF_HOST]))
-        # A reinstalled or moved add-on: same bridge, new host/ports/token.
+        entry = await self.async_set_unique_id(_unique_id(status, discovery_info.uuid or data[CONF_HOST]))
+        if entry is not None and entry.state is ConfigEntryState.SETUP_ERROR:
+            # Setup failed on the old token (reauth pending): Core reloads only loaded or retrying
+            # entries, so the new token is applied here (one reload, and the reauth is moot).
+            if self.hass.config_entries.async_update_entry(entry, data={**entry.data, **data}):
+                self.hass.config_entries.async_schedule_reload(entry.entry_id)
+            return self.async_abort(reason="already_configured")
+        # A reinstalled or moved add-on, or a new token: same bridge, new settings. The entry is
+        # updated and reloaded once (this also ends a pending reauthentication).
         self._abort_if_unique_id_configured(updates=data)
         self._discovered = data
         self._title = str(discovery_info.config.get(CONF_NAME) or discovery_info.name or DEFAULT_TITLE)
@@ -153,6 +177,28 @@ class DoorbellBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
                 return self.async_create_entry(title=DEFAULT_TITLE, data=user_input)
         return self.async_show_form(step_id="user", data_schema=_user_schema(user_input or {}), errors=errors)
 
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """The bridge refused the token (it was changed, or the credentials file was replaced)."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Asks for the new token; keeps everything else."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {**entry.data, CONF_TOKEN: user_input[CONF_TOKEN]}
+            status = await self._test(data, errors)
+            if status is not None:
+                await self.async_set_unique_id(_unique_id(status, entry.unique_id or ""))
+                self._abort_if_unique_id_mismatch(reason="wrong_bridge")
+                return self.async_update_reload_and_abort(entry, data_updates={CONF_TOKEN: user_input[CONF_TOKEN]})
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=vol.Schema({vol.Required(CONF_TOKEN): str}),
+            description_placeholders={"name": entry.title},
+            errors=errors,
+        )
+
     async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """New host, ports or token for the same bridge."""
         entry = self._get_reconfigure_entry()
@@ -163,14 +209,16 @@ class DoorbellBridgeConfigFlow(ConfigFlow, domain=DOMAIN):
                 uid = _unique_id(status, entry.unique_id or f"{user_input[CONF_HOST]}:{user_input[CONF_PORT]}")
                 await self.async_set_unique_id(uid)
                 self._abort_if_unique_id_mismatch(reason="wrong_bridge")
-                return self.async_update_reload_and_abort(entry, data=user_input)
+                # The form is the whole connection (a cleared token is removed); the add-on's slug stays.
+                kept = {k: v for k, v in entry.data.items() if k == CONF_ADDON_SLUG}
+                return self.async_update_reload_and_abort(entry, data={**kept, **user_input})
         return self.async_show_form(
             step_id="reconfigure", data_schema=_user_schema(user_input or dict(entry.data)), errors=errors
         )
 
 
-class DoorbellBridgeOptionsFlow(OptionsFlow):
-    """How late a ring may reach Home Assistant and still fire."""
+class DoorbellBridgeOptionsFlow(OptionsFlowWithReload):
+    """How late a ring may reach Home Assistant and still fire (saving reloads the entry once)."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """The only step."""

@@ -18,11 +18,14 @@ from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
 from .api import BridgeAuthError, BridgeClient, BridgeError, SseEvent
 from .const import BACKOFF_MAX, BACKOFF_MIN, DOMAIN
+from .device import async_update_device
+from .issues import RepairTracker
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ class Ring:
     id: int
     at: str
     source: str
-    snapshot: str
+    snapshot: str | None
     press: str | None = None
 
     @property
@@ -64,7 +67,7 @@ class Ring:
             id=rid,
             at=at,
             source=str(obj.get("source") or "unknown"),
-            snapshot=str(obj.get("snapshot") or f"/api/rings/{rid}/snapshot.jpg"),
+            snapshot=str(obj["snapshot"]) if isinstance(obj.get("snapshot"), str) else None,
             press=obj.get("press") if isinstance(obj.get("press"), str) else None,
         )
 
@@ -101,15 +104,35 @@ class DoorbellBridgeCoordinator(DataUpdateCoordinator[dict[str, Any]]):
         self._seen: deque[tuple[int, str]] = deque(maxlen=SEEN_RINGS)
         self._ring_listeners: list[Callable[[Ring], None]] = []
         self._lost_logged = False
+        self._reauth_started = False
+        self.repairs = RepairTracker(hass, entry.entry_id, entry.title)
 
     async def _async_update_data(self) -> dict[str, Any]:
         """First refresh: one status request (the stream keeps it current afterwards)."""
         try:
             status = await self.client.status()
+        except BridgeAuthError as err:
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="auth_failed", translation_placeholders={"error": str(err)}
+            ) from err
         except BridgeError as err:
-            raise UpdateFailed(str(err)) from err
+            raise UpdateFailed(
+                translation_domain=DOMAIN, translation_key="cannot_connect", translation_placeholders={"error": str(err)}
+            ) from err
         self._remember_last_ring(status)
+        self._status_changed(status)
         return status
+
+    @callback
+    def _status_changed(self, status: dict[str, Any]) -> None:
+        """A new status body: repairs and the device's name, model and firmware follow it."""
+        self.repairs.update(status)
+        async_update_device(self.hass, self.config_entry, status)
+
+    @callback
+    def async_shutdown_repairs(self) -> None:
+        """Unload: stops the repairs' timer."""
+        self.repairs.shutdown()
 
     def _remember_last_ring(self, status: dict[str, Any]) -> None:
         """The bridge's last ring at setup is history: never fire it."""
@@ -142,9 +165,13 @@ class DoorbellBridgeCoordinator(DataUpdateCoordinator[dict[str, Any]]):
             try:
                 await self._run_once()
             except BridgeAuthError as err:
-                # A new token comes with rediscovery or reconfigure; until then, retry slowly.
+                # The token was changed: ask the user once (a rediscovery with the new token also
+                # fixes it, by reloading the entry); until then, retry slowly.
                 self.connected = False
                 self._set_lost(err)
+                if not self._reauth_started:
+                    self._reauth_started = True
+                    self.config_entry.async_start_reauth(self.hass)
                 backoff = BACKOFF_MAX
             except BridgeError as err:
                 if self.connected:
@@ -197,6 +224,7 @@ class DoorbellBridgeCoordinator(DataUpdateCoordinator[dict[str, Any]]):
             ring = Ring.from_json(body.get("last_ring"))
             data = body
             self.async_set_updated_data(data)
+            self._status_changed(data)
             if ring is not None:
                 self._ring(ring)
         elif ev.event == "sensor" and isinstance(body, dict):

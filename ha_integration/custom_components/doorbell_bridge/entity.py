@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .const import DOMAIN, MANUFACTURER
 from .coordinator import DoorbellBridgeCoordinator
+from .device import device_info
 
 
 class DoorbellBridgeEntity(CoordinatorEntity[DoorbellBridgeCoordinator]):
@@ -21,22 +20,9 @@ class DoorbellBridgeEntity(CoordinatorEntity[DoorbellBridgeCoordinator]):
         entry = coordinator.config_entry
         uid = entry.unique_id or entry.entry_id
         self._attr_unique_id = f"{uid}-{key}"
-        status = coordinator.data or {}
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, uid)},
-            name=entry.title,
-            manufacturer=MANUFACTURER,
-            model="EZVIZ DB1 / Hikvision DS-HD1 bridge",
-            sw_version=str(status.get("version")) if status.get("version") else None,
-            configuration_url=coordinator.client.url("/api/status"),
-        )
+        self._attr_device_info = device_info(entry, coordinator.data or {})
 
     @property
     def status(self) -> dict[str, Any]:
         """The bridge's status body as last pushed."""
         return self.coordinator.data or {}
-
-    def sensor_state(self, name: str) -> bool | None:
-        """A sensor of the status body: True, False or None (unknown)."""
-        value = (self.status.get("sensors") or {}).get(name)
-        return value if isinstance(value, bool) else None

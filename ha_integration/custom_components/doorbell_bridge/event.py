@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from homeassistant.components.event import EventDeviceClass, EventEntity
+from typing import Any
+
+from homeassistant.components.event import DoorbellEventType, EventDeviceClass, EventEntity
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import DoorbellBridgeConfigEntry, DoorbellBridgeCoordinator, Ring
 from .entity import DoorbellBridgeEntity
-from .views import ring_picture_path
+from .views import signed_ring_picture_path
 
-try:  # Home Assistant 2026.x
-    from homeassistant.components.event import DoorbellEventType
-
-    RING = DoorbellEventType.RING
-except ImportError:  # older releases: the same value as a plain string
-    RING = "ring"
+# Required for doorbell events (entities without it stop working in 2027.4).
+RING = DoorbellEventType.RING
 
 PARALLEL_UPDATES = 0
 
@@ -58,11 +56,11 @@ class DoorbellRingEvent(DoorbellBridgeEntity, EventEntity):
 
     @callback
     def _on_ring(self, ring: Ring) -> None:
-        attrs = {
+        attrs: dict[str, Any] = {
             ATTR_RING_ID: ring.id,
             ATTR_AT: ring.at,
             ATTR_SOURCE: ring.source,
-            ATTR_PICTURE: ring_picture_path(self.coordinator.config_entry.entry_id, ring.id),
+            ATTR_PICTURE: signed_ring_picture_path(self.hass, self.coordinator.config_entry.entry_id, ring.id),
         }
         if ring.press:
             attrs[ATTR_PRESS] = ring.press

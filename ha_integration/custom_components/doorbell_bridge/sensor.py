@@ -1,4 +1,5 @@
-"""Diagnostic sensors: viewers of the bridge's streams, and the upstream state of the main stream."""
+"""Diagnostic sensors: the state of the main stream's link to the doorbell (an enum), and the
+number of viewers of the bridge's streams (disabled by default: it changes with every viewer)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from homeassistant.components.sensor import SensorEntity, SensorEntityDescription, SensorStateClass
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -27,10 +33,14 @@ def _viewers(status: dict[str, Any]) -> int:
     )
 
 
+# The bridge's upstream states (CONTRACT.md, `streams.<name>.upstream`).
+STREAM_STATES = ["idle", "connecting", "connected", "reconnecting", "stopped"]
+
+
 def _upstream(status: dict[str, Any]) -> str | None:
     main = (status.get("streams") or {}).get(MAIN_STREAM)
-    if isinstance(main, dict) and isinstance(main.get("upstream"), str):
-        return main["upstream"]
+    if isinstance(main, dict) and main.get("upstream") in STREAM_STATES:
+        return str(main["upstream"])
     return None
 
 
@@ -47,12 +57,15 @@ SENSORS: tuple[DoorbellSensorDescription, ...] = (
         translation_key="viewers",
         entity_category=EntityCategory.DIAGNOSTIC,
         state_class=SensorStateClass.MEASUREMENT,
+        entity_registry_enabled_default=False,
         value_fn=_viewers,
     ),
     DoorbellSensorDescription(
         key="upstream",
-        translation_key="upstream",
+        translation_key="stream_state",
         entity_category=EntityCategory.DIAGNOSTIC,
+        device_class=SensorDeviceClass.ENUM,
+        options=STREAM_STATES,
         value_fn=_upstream,
     ),
 )

@@ -1,16 +1,21 @@
-"""The picture of a ring, served by Home Assistant (authenticated), so a phone can show it.
+"""The picture of a ring, served by Home Assistant, so a phone can show it.
 
 The bridge is usually not reachable from a phone, and its API may need a token the phone does
-not have; Home Assistant proxies `/api/doorbell_bridge/<entry_id>/rings/<ring_id>.jpg`.
+not have; Home Assistant proxies `/api/doorbell_bridge/<entry_id>/rings/<ring_id>.jpg`. The view
+needs authentication; the link in the event's attributes is *signed* (Home Assistant's
+`authSig`), so it loads without a session or headers (a notification on a phone, a chat app)
+for `PICTURE_LINK_VALIDITY`, and then stops working.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from http import HTTPStatus
 
 from aiohttp import web
 
 from homeassistant.components.http import HomeAssistantView
+from homeassistant.components.http.auth import async_sign_path
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 
@@ -19,10 +24,19 @@ from .const import DOMAIN
 
 _VIEWS_REGISTERED = f"{DOMAIN}_views"
 
+# How long a signed picture link works: long enough to open last night's notification.
+PICTURE_LINK_VALIDITY = timedelta(days=3)
+
 
 def ring_picture_path(entry_id: str, ring_id: int) -> str:
-    """Home Assistant URL path of one ring's picture."""
-    return f"/api/{DOMAIN}/{entry_id}/rings/{ring_id}.jpg"
+    """Home Assistant URL path of one ring's picture (needs authentication)."""
+    return f"/api/{DOMAIN}/{entry_id}/rings/{int(ring_id)}.jpg"
+
+
+@callback
+def signed_ring_picture_path(hass: HomeAssistant, entry_id: str, ring_id: int) -> str:
+    """The same path, signed with Home Assistant's content user: works without a login until it expires."""
+    return async_sign_path(hass, ring_picture_path(entry_id, ring_id), PICTURE_LINK_VALIDITY, use_content_user=True)
 
 
 @callback
