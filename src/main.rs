@@ -54,25 +54,36 @@ fn init_logging(level: &str) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// First Ctrl-C (or SIGTERM, how the Supervisor stops an add-on) drains; a second one exits now.
+#[cfg(unix)]
+type Term = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Term = ();
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn stop_signal(term: &mut Term) {
+    #[cfg(unix)]
+    if let Some(term) = term.as_mut() {
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        return;
+    }
+    let _ = term;
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// First Ctrl-C or SIGTERM (how the Supervisor stops an add-on) drains; a second one of either
+/// exits at once.
 fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
         #[cfg(unix)]
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let first = async {
-            #[cfg(unix)]
-            if let Some(term) = term.as_mut() {
-                tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
-                return;
-            }
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        first.await;
-        eprintln!("stopping… (press Ctrl-C again to exit at once)");
+        let mut term: Term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        #[cfg(not(unix))]
+        let mut term: Term = ();
+        stop_signal(&mut term).await;
+        eprintln!("stopping… (send SIGTERM or press Ctrl-C again to exit at once)");
         t.cancel();
-        let _ = tokio::signal::ctrl_c().await;
+        stop_signal(&mut term).await;
         eprintln!("exiting at once");
         std::process::exit(1);
     });
