@@ -159,8 +159,12 @@ async def main():
     p.add_argument("--rtsp-user")
     p.add_argument("--rtsp-pass")
     a = p.parse_args()
-    stop = time.monotonic() + a.hold
     out = {"viewer_ms": [], "status_token": [], "metrics_no_token": [], "metrics_token": []}
+    if a.http_port:
+        # The access rule before the flood, for the record.
+        out["before_metrics_no_token"] = (await http_get(a.host, a.http_port, "/metrics"))[0]
+        out["before_metrics_token"] = (await http_get(a.host, a.http_port, "/metrics", a.token))[0]
+    stop = time.monotonic() + a.hold
     tasks = []
     if a.http_port:
         head = f"GET /api/status HTTP/1.1\r\nHost: {a.host}\r\n".encode()

@@ -5,8 +5,9 @@
 //! Every accepted connection gets a [`Ticket`]. Connections fall in three classes:
 //! - unauthenticated from a non-loopback address: at most `per_address` per address and
 //!   `capacity` in all. A newcomer over either cap is never refused; instead the least valuable
-//!   connection of the same kind is closed (one that never finished a request before one that did,
-//!   the oldest first). A flood therefore only ever displaces itself.
+//!   connection of the same kind is closed: one that sent bytes but no whole request (a trickle)
+//!   before one not read yet, before one that finished a request; the oldest first. A flood
+//!   therefore displaces itself, not the clients that speak promptly.
 //! - loopback (trusted or not): a pool of its own with the same rule, so the network cannot reach it.
 //! - authenticated: not displaceable; at most `capacity` of them, beyond which credentials are
 //!   answered "busy".
@@ -16,9 +17,12 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::access::is_loopback;
@@ -27,11 +31,14 @@ use crate::access::is_loopback;
 /// (HTTP: of the connection's start or the previous response), however slowly bytes trickle.
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 /// Unauthenticated connections one non-loopback address may hold at once.
-pub const PER_ADDRESS: usize = 16;
+pub const PER_ADDRESS: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
-    /// Connected, no complete request yet.
+    /// Sent bytes that were read, but no complete request: what a slow trickle looks like. A real
+    /// client's head arrives whole, so it never stays here.
+    Trickling,
+    /// Connected, nothing read yet.
     Fresh,
     /// Finished at least one request, no credentials yet.
     Spoke,
@@ -151,14 +158,23 @@ fn pick_victim(g: &Inner, select: impl Fn(&Entry) -> bool) -> Option<u64> {
 }
 
 impl Ticket {
-    /// The connection finished a request (it is a client, not a trickle).
-    pub fn spoke(&self) {
+    fn advance(&self, from: &[Stage], to: Stage) {
         let mut g = self.admission.lock();
         if let Some(e) = g.entries.get_mut(&self.id) {
-            if e.stage == Stage::Fresh {
-                e.stage = Stage::Spoke;
+            if from.contains(&e.stage) {
+                e.stage = to;
             }
         }
+    }
+
+    /// Bytes were read, and they did not (yet) make a request.
+    pub fn read_some(&self) {
+        self.advance(&[Stage::Fresh], Stage::Trickling)
+    }
+
+    /// The connection finished a request (it is a client, not a trickle).
+    pub fn spoke(&self) {
+        self.advance(&[Stage::Fresh, Stage::Trickling], Stage::Spoke)
     }
 
     /// The connection gave valid credentials. False when the authenticated room is full
@@ -187,6 +203,54 @@ impl Ticket {
 
     pub fn is_displaced(&self) -> bool {
         self.close.is_cancelled()
+    }
+}
+
+/// A socket that tells its ticket when bytes were read (HTTP: hyper reads, then the request
+/// reaches the service, which calls `spoke`).
+pub struct Watched<T> {
+    pub inner: T,
+    pub ticket: Arc<Ticket>,
+    seen: bool,
+}
+
+impl<T> Watched<T> {
+    pub fn new(inner: T, ticket: Arc<Ticket>) -> Self {
+        Watched { inner, ticket, seen: false }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if !self.seen && buf.filled().len() > before {
+            self.seen = true;
+            self.ticket.read_some();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, b)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -225,6 +289,22 @@ mod tests {
         viewer.spoke();
         let _flood: Vec<Ticket> = (0..100).map(|_| a.admit(ip("192.0.2.7"))).collect();
         assert!(!viewer.is_displaced());
+    }
+
+    #[test]
+    fn a_trickle_goes_before_a_connection_not_read_yet() {
+        let a = Admission::new(64, 3);
+        let trickle = a.admit(ip("192.0.2.7"));
+        trickle.read_some();
+        let fresh = a.admit(ip("192.0.2.7"));
+        let older_trickle = a.admit(ip("192.0.2.7"));
+        older_trickle.read_some();
+        let _new = a.admit(ip("192.0.2.7"));
+        assert!(trickle.is_displaced() && !fresh.is_displaced() && !older_trickle.is_displaced());
+        // A trickle that then completes a request is a client.
+        older_trickle.spoke();
+        let _new2 = a.admit(ip("192.0.2.7"));
+        assert!(fresh.is_displaced() && !older_trickle.is_displaced());
     }
 
     #[test]

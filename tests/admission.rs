@@ -273,7 +273,9 @@ async fn a_flood_from_the_network_refuses_no_loopback_or_authenticated_client() 
     for v in outside_viewers {
         assert!(v.as_f64().is_some_and(|ms| ms < 1000.0), "outside viewer: {v} ({outside})");
     }
-    // /metrics follows the access rule; the token opens the API through the flood.
+    // /metrics follows the access rule, before and during the flood; the token opens the API through it.
+    assert_eq!(outside["before_metrics_no_token"], 401, "{outside}");
+    assert_eq!(outside["before_metrics_token"], 200, "{outside}");
     for (key, want) in [("metrics_no_token", 401), ("metrics_token", 200), ("status_token", 200)] {
         let got = outside[key].as_array().unwrap();
         assert!(!got.is_empty());

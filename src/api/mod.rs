@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::access::Access;
-use crate::admission::{self, Admission, Ticket};
+use crate::admission::{self, Admission, Ticket, Watched};
 use crate::error::{Error, ErrorKind};
 use crate::events::Bus;
 use crate::snapshot::{Image, Snapshots};
@@ -226,7 +226,7 @@ pub async fn serve_with(listener: TcpListener, router: Router, adm: Arc<Admissio
             .timer(TokioTimer::new())
             .header_read_timeout(HEAD_TIMEOUT)
             .max_buf_size(MAX_HEAD_BYTES)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+            .serve_connection(TokioIo::new(Watched::new(stream, ticket.clone())), TowerToHyperService::new(svc));
         let fut = graceful.watch(conn);
         tokio::spawn(async move {
             tokio::select! {

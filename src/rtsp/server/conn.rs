@@ -104,6 +104,9 @@ pub async fn run(
         let mut idle = if st.sub.is_some() { Duration::from_secs(24 * 3600) } else { IDLE_TIMEOUT };
         // A started request must be complete by HEAD_DEADLINE, however slowly it trickles.
         head_since = if buf.is_empty() { None } else { head_since.or(Some(Instant::now())) };
+        if head_since.is_some() {
+            st.ticket.read_some();
+        }
         if let Some(t0) = head_since {
             idle = HEAD_DEADLINE.saturating_sub(t0.elapsed());
         }
