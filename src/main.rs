@@ -147,7 +147,22 @@ async fn healthcheck(given: Option<&Path>) -> ExitCode {
     }
 }
 
+/// glibc's allocator, tuned for a long-running process with bursts of large buffers (a keyframe
+/// decoder and its 1536x2048 picture per ring): by default glibc raises its mmap threshold after
+/// the first large free, so later large buffers land in the heap and are never given back (a
+/// burst of 50 rings left RSS at ~100 MB). A fixed threshold keeps them mmapped and returned at
+/// once; two arenas keep the blocking threads from each holding their own.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     if let Some(Command::CheckConfig { path }) = &cli.command {
         return match Config::load(path) {

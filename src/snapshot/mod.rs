@@ -102,6 +102,9 @@ pub struct Snapshots {
     keyframes: OnceLock<Arc<dyn KeyframeSource>>,
     /// The last keyframe turned into a JPEG: (stream, captured) -> picture.
     keyframe_jpeg: Mutex<Option<(String, DateTime<Utc>, Image)>>,
+    /// One keyframe decode at a time: a 1536x2048 decoder holds tens of MB, and a burst of rings
+    /// asks for the same keyframe many times over (the later ones then find it made).
+    decoding: tokio::sync::Mutex<()>,
     data_dir: PathBuf,
     bus: Arc<Bus>,
     counters: Counters,
@@ -165,6 +168,7 @@ impl Snapshots {
             unwritten: Mutex::new(VecDeque::new()),
             keyframes: OnceLock::new(),
             keyframe_jpeg: Mutex::new(None),
+            decoding: tokio::sync::Mutex::new(()),
             data_dir: data_dir.to_path_buf(),
             bus,
             counters: Counters::default(),
@@ -375,6 +379,7 @@ impl Snapshots {
         if kf.codec != VideoCodec::H264 {
             return None;
         }
+        let _one = self.decoding.lock().await;
         if let Some((stream, captured, img)) = lock(&self.keyframe_jpeg).as_ref() {
             if *stream == kf.stream && *captured == kf.captured {
                 return Some(img.clone());
