@@ -158,7 +158,11 @@ async def main():
     p.add_argument("--token")
     p.add_argument("--rtsp-user")
     p.add_argument("--rtsp-pass")
+    p.add_argument("--probe-only", action="store_true",
+                   help="no flood: only the viewer probes, plus /healthz 10 times a second (a loopback client)")
     a = p.parse_args()
+    if a.probe_only:
+        a.http = a.rtsp = 0
     out = {"viewer_ms": [], "status_token": [], "metrics_no_token": [], "metrics_token": []}
     if a.http_port:
         # The access rule before the flood, for the record.
@@ -172,6 +176,18 @@ async def main():
     head = f"OPTIONS rtsp://{a.host}:{a.rtsp_port}/{a.stream} RTSP/1.0\r\n".encode()
     tasks += [half_open("rtsp", a.host, a.rtsp_port, head, stop) for _ in range(a.rtsp)]
     tasks.append(probes(a, stop, out))
+    if a.probe_only and a.http_port:
+        out["healthz_ms"] = []
+
+        async def healthz():
+            await asyncio.sleep(a.warmup)
+            while time.monotonic() < stop - 2:
+                try:
+                    out["healthz_ms"].append((await asyncio.wait_for(http_get(a.host, a.http_port, "/healthz"), 10))[1])
+                except (OSError, asyncio.TimeoutError, ValueError, IndexError):
+                    out["healthz_ms"].append(10000.0)
+                await asyncio.sleep(0.1)
+        tasks.append(healthz())
     await asyncio.gather(*tasks)
     out.update({k: v for k, v in STATS.items() if not k.endswith("_open")})
     print(json.dumps(out), flush=True)
