@@ -146,9 +146,10 @@ pub struct ServerConfig {
     pub open_access: bool,
     /// Clients on 127.0.0.0/8 and ::1 need no credentials.
     pub trust_loopback: bool,
-    /// Most simultaneous HTTP connections; more wait in the kernel's backlog.
+    /// HTTP connections without credentials from the network (and, apart, from loopback), and
+    /// with credentials; a newcomer over the cap closes a trickling connection of its kind.
     pub max_http_connections: usize,
-    /// Most simultaneous RTSP connections.
+    /// The same for RTSP connections.
     pub max_rtsp_connections: usize,
     /// An RTSP viewer that accepts no data for this long is disconnected (a slow one skips
     /// to the next keyframe long before).
