@@ -495,11 +495,11 @@ impl Snapshots {
     async fn flush_unwritten(&self) {
         let waiting: Vec<(u64, Image, &'static str)> = lock(&self.unwritten).iter().cloned().collect();
         for (id, img, origin) in waiting {
-            if !self.write_ring_image(id, img, origin).await {
-                if self.with_store(move |s| s.entries.contains_key(&id)).await {
-                    return;
-                }
-                // Retention already dropped this ring: nothing to keep.
+            // When retention already dropped the ring, there is nothing to keep: go on.
+            if !self.write_ring_image(id, img, origin).await
+                && self.with_store(move |s| s.entries.contains_key(&id)).await
+            {
+                return;
             }
             lock(&self.unwritten).retain(|(i, _, _)| *i != id);
         }
