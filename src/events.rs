@@ -352,12 +352,13 @@ fn rtsp_online(body: &serde_json::Value) -> Option<bool> {
     }
 }
 
-/// Video flowing proves the doorbell is there; otherwise ONVIF's word, then the RTSP attempts'.
+/// ONVIF's word when it has one (it notices a reboot at once, where an RTSP session that just lost
+/// its doorbell still looks connected for a while); otherwise, with ONVIF off or not yet heard
+/// from, whether a stream's session plays.
 pub fn decide_online(onvif: Option<bool>, rtsp: Option<bool>) -> (bool, Option<&'static str>) {
     match (onvif, rtsp) {
-        (_, Some(true)) => (true, Some("rtsp")),
         (Some(o), _) => (o, Some("onvif")),
-        (None, Some(false)) => (false, Some("rtsp")),
+        (None, Some(r)) => (r, Some("rtsp")),
         (None, None) => (false, None),
     }
 }
@@ -370,7 +371,7 @@ mod tests {
     fn online_from_either_source() {
         assert_eq!(decide_online(None, None), (false, None));
         assert_eq!(decide_online(None, Some(true)), (true, Some("rtsp")));
-        assert_eq!(decide_online(Some(false), Some(true)), (true, Some("rtsp")));
+        assert_eq!(decide_online(Some(false), Some(true)), (false, Some("onvif")));
         assert_eq!(decide_online(Some(true), Some(false)), (true, Some("onvif")));
         assert_eq!(decide_online(None, Some(false)), (false, Some("rtsp")));
         let body = json!({"streams": {"main": {"upstream": "reconnecting"}, "sub": {"upstream": "connected"}}});

@@ -80,12 +80,11 @@ async fn require_auth(
     if let Err(e) = st.access.check_bearer(peer.ip(), auth) {
         return e.into_response();
     }
-    if !st.access.trusted(peer.ip()) {
-        // A client with the token may not be displaced by a flood (unless the room for such is full).
-        if let Some(ConnTicket(t)) = req.extensions().get::<ConnTicket>() {
-            if !t.authenticated() {
-                return Error::new(ErrorKind::Unavailable, "too many authenticated connections").into_response();
-            }
+    // A client with the token (or trusted, like Home Assistant's event stream on loopback) is not
+    // displaced by newcomers, unless the room for such is full.
+    if let Some(ConnTicket(t)) = req.extensions().get::<ConnTicket>() {
+        if !t.authenticated() && !st.access.trusted(peer.ip()) {
+            return Error::new(ErrorKind::Unavailable, "too many authenticated connections").into_response();
         }
     }
     next.run(req).await
