@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The flood of tests/admission.rs as a benchmark, side by side in one run: the same flood from an
-# outside address (a network namespace made here, 10.200.250.0/24 on a veth pair) against
+# outside address (a network namespace made here, 10.200.251.0/24 on a veth pair) against
 #   A) the bridge (BINARY, default target/release/doorbell-bridge),
 #   B) optionally a second bridge binary (e.g. an older build), and
 #   C) the GStreamer proxy (bench/gst_rtsp_proxy.py), re-serving the same simulated doorbell.
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 bin="${1:-target/release/doorbell-bridge}"
 other="${2:-}"
 hold="${HOLD:-30}"
-ns=dbb-bench-$$; va=dbbx$$; vb=dbby$$; net=10.200.250
+ns=dbb-bench-$$; va=dbbx$$; vb=dbby$$; net=10.200.251
 cleanup() { ip link del "$va" 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; }
 trap 'cleanup; kill $(jobs -p) 2>/dev/null || true' EXIT
 ip netns add "$ns"; ip link add "$va" type veth peer name "$vb"; ip link set "$vb" netns "$ns"
