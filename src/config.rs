@@ -449,9 +449,16 @@ impl std::error::Error for Problems {}
 impl Config {
     /// Reads a YAML file, or a JSON file (`options.json`); the format follows the content.
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let cannot = |e: std::io::Error| {
             Problems(vec![Problem { path: String::new(), why: format!("cannot read {}: {e}", path.display()) }])
-        })?;
+        };
+        // Never more than the bound into memory, whatever the file holds.
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::fs::File::open(path).map_err(cannot)?, MAX_CONFIG_BYTES as u64 + 1),
+            &mut text,
+        )
+        .map_err(cannot)?;
         Config::parse(&text)
     }
 
@@ -459,7 +466,9 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, Problems> {
         let top = |why: String| Problems(vec![Problem { path: String::new(), why }]);
         if text.len() > MAX_CONFIG_BYTES {
-            return Err(top(format!("the configuration is {} bytes; at most {MAX_CONFIG_BYTES} are read", text.len())));
+            return Err(top(format!(
+                "the configuration is larger than {MAX_CONFIG_BYTES} bytes, the most that is read"
+            )));
         }
         if let Some(line) = too_deep(text, MAX_DEPTH) {
             return Err(top(format!("line {line}: nested deeper than {MAX_DEPTH} levels")));

@@ -54,7 +54,7 @@ fn oversized_input_is_refused_at_once() {
     let t0 = Instant::now();
     let p = Config::parse(&text).unwrap_err().to_string();
     assert!(t0.elapsed() < Duration::from_secs(1));
-    assert!(p.contains(&format!("at most {MAX_CONFIG_BYTES}")), "{p}");
+    assert!(p.contains(&format!("larger than {MAX_CONFIG_BYTES} bytes")), "{p}");
 }
 
 #[test]
@@ -102,4 +102,16 @@ fn stream_entries_get_precise_messages() {
     assert!(paths.iter().any(|p| p.starts_with("streams[1] (back).linger_secs: invalid value")), "{paths:?}");
     let p = Config::parse("doorbell: {host: h}\nstreams: 7\n").unwrap_err();
     assert!(p.0.iter().any(|x| x.path == "streams" && x.why.contains("a map of name")), "{p}");
+}
+
+#[test]
+fn a_huge_file_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.yaml");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(4 * 1024 * 1024 * 1024).unwrap(); // sparse: 4 GiB of zeros
+    let t0 = Instant::now();
+    let p = Config::load(&path).unwrap_err().to_string();
+    assert!(t0.elapsed() < Duration::from_secs(1), "took {:?}", t0.elapsed());
+    assert!(p.contains(&format!("larger than {MAX_CONFIG_BYTES} bytes")), "{p}");
 }
