@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod input;
+use input::{check_streams, too_deep, yaml_error};
+
 /// A value that must never appear in logs, errors or diagnostics.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
@@ -143,9 +146,10 @@ pub struct ServerConfig {
     pub open_access: bool,
     /// Clients on 127.0.0.0/8 and ::1 need no credentials.
     pub trust_loopback: bool,
-    /// Most simultaneous HTTP connections; more wait in the kernel's backlog.
+    /// HTTP connections without credentials from the network (and, apart, from loopback), and
+    /// with credentials; a newcomer over the cap closes a trickling connection of its kind.
     pub max_http_connections: usize,
-    /// Most simultaneous RTSP connections.
+    /// The same for RTSP connections.
     pub max_rtsp_connections: usize,
     /// An RTSP viewer that accepts no data for this long is disconnected (a slow one skips
     /// to the next keyframe long before).
@@ -412,15 +416,29 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Every problem found in a configuration.
+/// Every problem found in a configuration (at most [`MAX_PROBLEMS`]; `more` says there were more).
 #[derive(Debug, Clone)]
 pub struct Problems(pub Vec<Problem>);
 
+/// Problems printed one by one; the rest are counted.
+pub const MAX_LISTED: usize = 64;
+/// Problems looked for; past that the count says "at least".
+pub const MAX_PROBLEMS: usize = 1000;
+/// Largest configuration read: real ones are a few kB.
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+/// Deepest nesting of maps and lists accepted: the configuration's own is 4.
+pub const MAX_DEPTH: usize = 32;
+
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} problem(s) in the configuration:", self.0.len())?;
-        for p in &self.0 {
+        let n = self.0.len();
+        let at_least = if n >= MAX_PROBLEMS { "at least " } else { "" };
+        writeln!(f, "{at_least}{n} problem(s) in the configuration:")?;
+        for p in self.0.iter().take(MAX_LISTED) {
             writeln!(f, "  - {p}")?;
+        }
+        if n > MAX_LISTED {
+            writeln!(f, "  ... and {at_least}{} more problem(s) not shown", n - MAX_LISTED)?;
         }
         Ok(())
     }
@@ -428,29 +446,47 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
-const MAX_PASSES: usize = 64;
-
 impl Config {
     /// Reads a YAML file, or a JSON file (`options.json`); the format follows the content.
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let cannot = |e: std::io::Error| {
             Problems(vec![Problem { path: String::new(), why: format!("cannot read {}: {e}", path.display()) }])
-        })?;
+        };
+        // Never more than the bound into memory, whatever the file holds.
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::fs::File::open(path).map_err(cannot)?, MAX_CONFIG_BYTES as u64 + 1),
+            &mut text,
+        )
+        .map_err(cannot)?;
         Config::parse(&text)
     }
 
     /// Parses YAML (JSON is accepted too) and validates it, collecting every problem.
     pub fn parse(text: &str) -> Result<Config, Problems> {
-        let mut value: serde_json::Value = match serde_yaml::from_str(text) {
+        let top = |why: String| Problems(vec![Problem { path: String::new(), why }]);
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(top(format!(
+                "the configuration is larger than {MAX_CONFIG_BYTES} bytes, the most that is read"
+            )));
+        }
+        if let Some(line) = too_deep(text, MAX_DEPTH) {
+            return Err(top(format!("line {line}: nested deeper than {MAX_DEPTH} levels")));
+        }
+        // Through serde_yaml's own Value first: its mappings refuse duplicate keys (with the line),
+        // which a JSON map would silently let the last one win.
+        let yaml: serde_yaml::Value = match serde_yaml::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return Err(top(yaml_error(&e, text))),
+        };
+        let mut value: serde_json::Value = match serde_json::to_value(&yaml) {
             Ok(serde_json::Value::Null) => serde_json::Value::Object(Default::default()),
             Ok(v) => v,
-            Err(e) => {
-                // serde_yaml's message has the line and column, never the value.
-                return Err(Problems(vec![Problem { path: String::new(), why: format!("not valid YAML: {e}") }]));
-            }
+            Err(e) => return Err(top(format!("not valid configuration: {}", redact_values(&e.to_string())))),
         };
         let mut problems = Vec::new();
-        for _ in 0..MAX_PASSES {
+        check_streams(&mut value, &mut problems);
+        while problems.len() < MAX_PROBLEMS {
             match serde_path_to_error::deserialize::<_, Config>(&value) {
                 Ok(cfg) => {
                     problems.extend(cfg.validate());

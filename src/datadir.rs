@@ -35,6 +35,43 @@ pub fn write_atomic(path: &Path, bytes: &[u8], access: Access) -> std::io::Resul
     res
 }
 
+/// Whether the data directory takes writes: "failing" from a failed write until the next one
+/// that succeeds (`/api/status` `storage`, `/metrics` `doorbell_bridge_storage_ok`).
+#[derive(Default)]
+pub struct Health {
+    failing: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn failed(&self, detail: String) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = Some(detail);
+    }
+
+    pub fn succeeded(&self) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Records the outcome of one write.
+    pub fn record<T>(&self, r: &std::io::Result<T>, what: impl FnOnce() -> String) {
+        match r {
+            Ok(_) => self.succeeded(),
+            Err(e) => self.failed(format!("{}: {e}", what())),
+        }
+    }
+
+    /// The problem, while failing.
+    pub fn state(&self) -> Option<String> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        match self.state() {
+            None => serde_json::json!({"state": "ok", "detail": null}),
+            Some(d) => serde_json::json!({"state": "failing", "detail": d}),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,7 +74,11 @@ impl Record {
 #[derive(Debug, Clone, Default)]
 pub struct CoreState {
     pub sensors: BTreeMap<&'static str, Option<bool>>,
+    /// ONVIF's word or a playing RTSP session, whichever decided (`online_source`).
     pub doorbell_online: bool,
+    pub online_source: Option<&'static str>,
+    /// What ONVIF last said, while it has said anything.
+    pub onvif_online: Option<bool>,
     /// Per source (`onvif`, `coiot`, `mqtt`) whether it is currently delivering.
     pub sources: BTreeMap<String, bool>,
     pub last_ring: Option<Ring>,
@@ -103,6 +107,10 @@ pub struct Bus {
     /// Stable id of this bridge install (kept in the data dir), for the integration's unique id.
     bridge_id: std::sync::OnceLock<String>,
     pub rings_total: std::sync::atomic::AtomicU64,
+    /// Whether the data directory takes writes (`storage` in the status).
+    pub storage: Arc<crate::datadir::Health>,
+    /// Durable reservation of ring ids; unset in tests that keep nothing on disk.
+    ring_ids: Mutex<Option<crate::ring_ids::RingIds>>,
 }
 
 /// A subscription that starts exactly after `backlog`.
@@ -136,7 +144,13 @@ impl Bus {
             version: env!("CARGO_PKG_VERSION"),
             bridge_id: std::sync::OnceLock::new(),
             rings_total: Default::default(),
+            storage: Arc::default(),
+            ring_ids: Mutex::new(None),
         })
+    }
+
+    pub fn bridge_id(&self) -> &str {
+        self.bridge_id.get().map(String::as_str).unwrap_or("")
     }
 
     pub fn set_bridge_id(&self, id: String) {
@@ -160,6 +174,13 @@ impl Bus {
         }
     }
 
+    /// From now on every ring id is reserved on disk before it is announced (see `ring_ids`).
+    pub fn set_ring_ids(&self, ids: crate::ring_ids::RingIds, next: u64) {
+        let mut g = self.lock();
+        g.next_ring_id = g.next_ring_id.max(next);
+        *self.ring_ids.lock().unwrap_or_else(|e| e.into_inner()) = Some(ids);
+    }
+
     fn push(&self, g: &mut Inner, payload: Payload) -> Arc<Record> {
         let rec = Arc::new(Record { id: g.next_id, payload });
         g.next_id += 1;
@@ -175,8 +196,11 @@ impl Bus {
     /// Records a ring; returns it with its id and time.
     pub fn ring(&self, source: &str, press: Option<&str>, at: DateTime<Utc>) -> Ring {
         let mut g = self.lock();
-        let id = g.next_ring_id;
-        g.next_ring_id += 1;
+        let id = match self.ring_ids.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some(ids) => ids.issue(g.next_ring_id),
+            None => g.next_ring_id,
+        };
+        g.next_ring_id = id + 1;
         let ring = Ring {
             id,
             at: now_string(at),
@@ -201,15 +225,30 @@ impl Bus {
         true
     }
 
-    /// The doorbell's reachability; emits a `state` event on change.
+    /// What ONVIF says of the doorbell's reachability; emits a `state` event when `online` changes.
     pub fn set_online(&self, online: bool) {
         let mut g = self.lock();
-        if g.state.doorbell_online == online {
+        g.state.onvif_online = Some(online);
+        self.derive_online(&mut g);
+    }
+
+    /// Re-reads whether a stream's doorbell session plays (called periodically); emits a `state`
+    /// event when `online` changes.
+    pub fn recheck_online(&self) {
+        let mut g = self.lock();
+        self.derive_online(&mut g);
+    }
+
+    fn derive_online(&self, g: &mut Inner) {
+        let rtsp = rtsp_online(&self.status_locked(g));
+        let (online, source) = decide_online(g.state.onvif_online, rtsp);
+        if (g.state.doorbell_online, g.state.online_source) == (online, source) {
             return;
         }
         g.state.doorbell_online = online;
-        let body = self.status_locked(&g);
-        self.push(&mut g, Payload::State(body));
+        g.state.online_source = source;
+        let body = self.status_locked(g);
+        self.push(g, Payload::State(body));
     }
 
     /// Emits a `state` event with the current status body (a status source learned something).
@@ -246,7 +285,8 @@ impl Bus {
         if let Some(id) = self.bridge_id.get() {
             body.insert("bridge_id".into(), json!(id));
         }
-        body.insert("doorbell".into(), json!({"online": st.doorbell_online}));
+        body.insert("doorbell".into(), json!({"online": st.doorbell_online, "online_source": st.online_source}));
+        body.insert("storage".into(), self.storage.status_json());
         body.insert("streams".into(), json!({}));
         body.insert("sensors".into(), json!(st.sensors));
         body.insert("sources".into(), json!(st.sources));
@@ -259,6 +299,9 @@ impl Bus {
     }
 
     pub fn metrics(&self, out: &mut String) {
+        out.push_str("# HELP doorbell_bridge_storage_ok Whether the data directory takes writes.\n");
+        out.push_str("# TYPE doorbell_bridge_storage_ok gauge\n");
+        out.push_str(&format!("doorbell_bridge_storage_ok {}\n", self.storage.state().is_none() as u8));
         for s in self.sources.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             s.metrics(out);
         }
@@ -293,14 +336,59 @@ impl Bus {
         (g.history.iter().filter(|r| r.id > after).cloned().collect(), gap)
     }
 
+    /// The id the next ring would get without a reservation.
+    pub fn next_ring_id(&self) -> u64 {
+        self.lock().next_ring_id
+    }
+
     pub fn last_id(&self) -> u64 {
         self.lock().next_id - 1
+    }
+}
+
+/// From a status body: Some(true) when a stream's doorbell session plays, Some(false) when one is
+/// trying and none plays, None when no stream says anything (all idle on demand, or none).
+fn rtsp_online(body: &serde_json::Value) -> Option<bool> {
+    let states: Vec<&str> = body["streams"].as_object()?.values().filter_map(|s| s["upstream"].as_str()).collect();
+    if states.contains(&"connected") {
+        Some(true)
+    } else if states.iter().any(|s| matches!(*s, "connecting" | "reconnecting")) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// ONVIF's word when it has one (it notices a reboot at once, where an RTSP session that just lost
+/// its doorbell still looks connected for a while); otherwise, with ONVIF off or not yet heard
+/// from, whether a stream's session plays.
+pub fn decide_online(onvif: Option<bool>, rtsp: Option<bool>) -> (bool, Option<&'static str>) {
+    match (onvif, rtsp) {
+        (Some(o), _) => (o, Some("onvif")),
+        (None, Some(r)) => (r, Some("rtsp")),
+        (None, None) => (false, None),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn online_from_either_source() {
+        assert_eq!(decide_online(None, None), (false, None));
+        assert_eq!(decide_online(None, Some(true)), (true, Some("rtsp")));
+        assert_eq!(decide_online(Some(false), Some(true)), (false, Some("onvif")));
+        assert_eq!(decide_online(Some(true), Some(false)), (true, Some("onvif")));
+        assert_eq!(decide_online(None, Some(false)), (false, Some("rtsp")));
+        let body = json!({"streams": {"main": {"upstream": "reconnecting"}, "sub": {"upstream": "connected"}}});
+        assert_eq!(rtsp_online(&body), Some(true));
+        assert_eq!(rtsp_online(&json!({"streams": {"sub": {"upstream": "idle"}}})), None);
+        let bus = Bus::new();
+        bus.set_online(true);
+        assert_eq!(bus.status()["doorbell"]["online_source"], "onvif");
+        assert_eq!(bus.status()["storage"]["state"], "ok");
+    }
 
     #[test]
     fn sensor_edges_only_on_change() {

@@ -4,6 +4,7 @@
 //! runs every capability until the token is cancelled. `main.rs` and the tests drive the same App.
 
 pub mod access;
+pub mod admission;
 pub mod api;
 pub mod config;
 pub mod datadir;
@@ -14,6 +15,7 @@ pub mod media;
 pub mod mqtt;
 pub mod onvif;
 pub mod ring;
+pub mod ring_ids;
 pub mod rtsp;
 pub mod sim;
 pub mod snapshot;
@@ -83,6 +85,9 @@ impl App {
         let bus = Bus::new();
         bus.set_bridge_id(bridge_id(&data_dir)?);
         let snapshots = Arc::new(Snapshots::new(&config, &data_dir, bus.clone()));
+        // After the history is read: ids continue above both it and the reservation on disk.
+        let (ids, next) = ring_ids::RingIds::open(&data_dir, bus.next_ring_id(), bus.storage.clone());
+        bus.set_ring_ids(ids, next);
         let ip: IpAddr = config
             .server
             .bind
@@ -149,6 +154,7 @@ impl App {
         };
         let router = api::router(state);
         tasks.spawn(api::serve(http, router, config.server.max_http_connections, shutdown.clone()));
+        tasks.spawn(watch_online(bus.clone(), shutdown.clone()));
 
         shutdown.cancelled().await;
         // Every task watches the token; give them a moment to close connections and say goodbye.
@@ -157,6 +163,17 @@ impl App {
             tracing::warn!("some tasks did not stop in time");
         }
         Ok(())
+    }
+}
+
+/// `doorbell.online` also follows the RTSP sessions, which tell no one when they change.
+async fn watch_online(bus: Arc<Bus>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => bus.recheck_online(),
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 

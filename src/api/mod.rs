@@ -18,11 +18,11 @@ use axum::{Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::access::Access;
+use crate::admission::{self, Admission, Ticket, Watched};
 use crate::error::{Error, ErrorKind};
 use crate::events::Bus;
 use crate::snapshot::{Image, Snapshots};
@@ -31,8 +31,13 @@ use crate::snapshot::{Image, Snapshots};
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Largest request body; the API takes no uploads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// A client that has not sent its request head by then is dropped.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that has not sent its request head by then is dropped (bytes trickling in do not
+/// extend it).
+pub const HEAD_TIMEOUT: Duration = admission::HEAD_DEADLINE;
+
+/// The admission ticket of the connection a request came on.
+#[derive(Clone)]
+pub struct ConnTicket(pub Arc<Ticket>);
 
 /// Commands the API can ask of the doorbell (the integration's reboot button).
 pub trait Commands: Send + Sync {
@@ -56,10 +61,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/rings", get(rings::list))
         .route("/api/rings/{id}/snapshot.jpg", get(ring_snapshot))
         .route("/api/reboot", post(reboot))
+        // Same rule as the rest: it tells live motion, rings and viewers.
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
         .merge(api)
         .fallback(|| async { Error::new(ErrorKind::NotFound, "no such endpoint") })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -73,10 +79,17 @@ async fn require_auth(
     next: Next,
 ) -> Response {
     let auth = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    match st.access.check_bearer(peer.ip(), auth) {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+    if let Err(e) = st.access.check_bearer(peer.ip(), auth) {
+        return e.into_response();
     }
+    // A client with the token (or trusted, like Home Assistant's event stream on loopback) is not
+    // displaced by newcomers, unless the room for such is full.
+    if let Some(ConnTicket(t)) = req.extensions().get::<ConnTicket>() {
+        if !t.authenticated() && !st.access.trusted(peer.ip()) {
+            return Error::new(ErrorKind::Unavailable, "too many authenticated connections").into_response();
+        }
+    }
+    next.run(req).await
 }
 
 async fn status(State(st): State<ApiState>) -> Json<serde_json::Value> {
@@ -88,8 +101,19 @@ async fn events(State(st): State<ApiState>, headers: HeaderMap) -> Response {
     sse::stream(st.bus.clone(), last, st.shutdown.clone()).into_response()
 }
 
-fn image_response(img: Image, headers: &HeaderMap, max_age: u64) -> Response {
-    let etag = format!("\"{}\"", img.etag);
+/// How a picture may be cached. A ring picture is revalidated on every view (`no-cache`) and its
+/// ETag names the bridge and the ring, so a cache can never show one ring's picture for another
+/// (say, after the data directory was replaced and ids started over).
+enum Caching<'a> {
+    Latest,
+    Ring { bridge: &'a str, id: u64 },
+}
+
+fn image_response(img: Image, headers: &HeaderMap, caching: Caching) -> Response {
+    let (etag, cache_control) = match caching {
+        Caching::Latest => (format!("\"{}\"", img.etag), "private, max-age=1".to_string()),
+        Caching::Ring { bridge, id } => (format!("\"{bridge}-{id}-{}\"", img.etag), "private, no-cache".to_string()),
+    };
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return StatusCode::NOT_MODIFIED.into_response();
     }
@@ -103,7 +127,7 @@ fn image_response(img: Image, headers: &HeaderMap, max_age: u64) -> Response {
     if let Ok(v) = HeaderValue::from_str(&lm) {
         h.insert(header::LAST_MODIFIED, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("private, max-age={max_age}")) {
+    if let Ok(v) = HeaderValue::from_str(&cache_control) {
         h.insert(header::CACHE_CONTROL, v);
     }
     resp
@@ -111,7 +135,7 @@ fn image_response(img: Image, headers: &HeaderMap, max_age: u64) -> Response {
 
 async fn snapshot(State(st): State<ApiState>, headers: HeaderMap) -> Response {
     match st.snapshots.latest().await {
-        Ok(img) => image_response(img, &headers, 1),
+        Ok(img) => image_response(img, &headers, Caching::Latest),
         Err(e) => e.into_response(),
     }
 }
@@ -121,7 +145,7 @@ async fn ring_snapshot(State(st): State<ApiState>, Path(id): Path<String>, heade
         return Error::new(ErrorKind::BadRequest, "ring id must be a number").into_response();
     };
     match st.snapshots.ring_image(id).await {
-        Ok(img) => image_response(img, &headers, 86400),
+        Ok(img) => image_response(img, &headers, Caching::Ring { bridge: st.bus.bridge_id(), id }),
         Err(e) => e.into_response(),
     }
 }
@@ -168,15 +192,15 @@ async fn metrics(State(st): State<ApiState>) -> Response {
 }
 
 /// Serves `router` on `listener` until `shutdown`; then waits (bounded) for open connections,
-/// which end promptly because event streams watch the same token.
+/// which end promptly because event streams watch the same token. Admission (see `admission`)
+/// keeps a network flood from refusing loopback clients and clients with the token.
 pub async fn serve(listener: TcpListener, router: Router, max_connections: usize, shutdown: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+    serve_with(listener, router, Admission::new(max_connections, admission::PER_ADDRESS), shutdown).await
+}
+
+pub async fn serve_with(listener: TcpListener, router: Router, adm: Arc<Admission>, shutdown: CancellationToken) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.cancelled() => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -189,21 +213,28 @@ pub async fn serve(listener: TcpListener, router: Router, max_connections: usize
             },
             _ = shutdown.cancelled() => break,
         };
+        let ticket = Arc::new(adm.admit(peer.ip()));
         let _ = stream.set_nodelay(true);
+        let t = ticket.clone();
         let svc = router.clone().map_request(move |req: hyper::Request<hyper::body::Incoming>| {
+            t.spoke();
             let mut req = req.map(axum::body::Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(ConnTicket(t.clone()));
             req
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEAD_TIMEOUT)
             .max_buf_size(MAX_HEAD_BYTES)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+            .serve_connection(TokioIo::new(Watched::new(stream, ticket.clone())), TowerToHyperService::new(svc));
         let fut = graceful.watch(conn);
         tokio::spawn(async move {
-            let _ = fut.await;
-            drop(permit);
+            tokio::select! {
+                _ = fut => {}
+                // Displaced by a newcomer: dropping the connection closes it.
+                _ = ticket.displaced() => {}
+            }
         });
     }
     tokio::select! {

@@ -33,6 +33,8 @@ pub const MAX_JPEG_BYTES: usize = 8 * 1024 * 1024;
 pub const MISSING_RETRY: Duration = Duration::from_secs(600);
 /// Ring pictures also kept in memory, so the phone's first request never touches the disk.
 pub const RECENT_IN_MEMORY: usize = 8;
+/// Ring pictures the disk refused, kept in memory (and served) until a write succeeds again.
+pub const UNWRITTEN_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Motion pictures kept under `<data_dir>/motion/`.
 pub const MOTION_KEEP: usize = 50;
 
@@ -95,9 +97,14 @@ pub struct Snapshots {
     refreshing: AtomicBool,
     store: Arc<Mutex<Store>>,
     recent: Mutex<VecDeque<(u64, Image)>>,
+    /// Pictures the disk refused, oldest first, at most UNWRITTEN_MAX_BYTES.
+    unwritten: Mutex<VecDeque<(u64, Image, &'static str)>>,
     keyframes: OnceLock<Arc<dyn KeyframeSource>>,
     /// The last keyframe turned into a JPEG: (stream, captured) -> picture.
     keyframe_jpeg: Mutex<Option<(String, DateTime<Utc>, Image)>>,
+    /// One keyframe decode at a time: a 1536x2048 decoder holds tens of MB, and a burst of rings
+    /// asks for the same keyframe many times over (the later ones then find it made).
+    decoding: tokio::sync::Mutex<()>,
     data_dir: PathBuf,
     bus: Arc<Bus>,
     counters: Counters,
@@ -132,7 +139,9 @@ impl Snapshots {
             .pool_max_idle_per_host(1)
             .build()
             .unwrap_or_default();
-        let store = Store::open(data_dir, cfg.snapshot.ring_images_keep, cfg.snapshot.ring_images_max_mb * 1024 * 1024);
+        let mut store =
+            Store::open(data_dir, cfg.snapshot.ring_images_keep, cfg.snapshot.ring_images_max_mb * 1024 * 1024);
+        store.health = bus.storage.clone();
         if let Some(last) = store.last() {
             bus.set_next_ring_id(last.id + 1, Some(last.ring()));
         }
@@ -156,8 +165,10 @@ impl Snapshots {
             refreshing: AtomicBool::new(false),
             store: Arc::new(Mutex::new(store)),
             recent: Mutex::new(VecDeque::new()),
+            unwritten: Mutex::new(VecDeque::new()),
             keyframes: OnceLock::new(),
             keyframe_jpeg: Mutex::new(None),
+            decoding: tokio::sync::Mutex::new(()),
             data_dir: data_dir.to_path_buf(),
             bus,
             counters: Counters::default(),
@@ -368,6 +379,7 @@ impl Snapshots {
         if kf.codec != VideoCodec::H264 {
             return None;
         }
+        let _one = self.decoding.lock().await;
         if let Some((stream, captured, img)) = lock(&self.keyframe_jpeg).as_ref() {
             if *stream == kf.stream && *captured == kf.captured {
                 return Some(img.clone());
@@ -446,6 +458,25 @@ impl Snapshots {
         }
         self.taken.notify_waiters();
         self.counters.ring_images.fetch_add(1, Relaxed);
+        let ok = self.write_ring_image(id, img.clone(), origin).await;
+        if ok {
+            lock(&self.unwritten).retain(|(i, _, _)| *i != id);
+            self.flush_unwritten().await;
+        } else {
+            self.counters.disk_errors.fetch_add(1, Relaxed);
+            let mut u = lock(&self.unwritten);
+            u.retain(|(i, _, _)| *i != id);
+            u.push_back((id, img, origin));
+            while u.iter().map(|(_, i, _)| i.bytes.len()).sum::<usize>() > UNWRITTEN_MAX_BYTES {
+                if let Some((old, _, _)) = u.pop_front() {
+                    tracing::warn!(ring = old, "the disk refused this ring's picture and memory for such is full");
+                }
+            }
+        }
+    }
+
+    /// Writes a ring's picture; drops from memory what retention dropped from disk.
+    async fn write_ring_image(&self, id: u64, img: Image, origin: &'static str) -> bool {
         let taken = crate::events::now_string(img.taken);
         let (ok, on_disk) = self
             .with_store(move |s| {
@@ -455,11 +486,23 @@ impl Snapshots {
                 (ok, on_disk)
             })
             .await;
-        if !ok {
-            self.counters.disk_errors.fetch_add(1, Relaxed);
-        }
         // Pictures retention dropped from disk go from memory too (the one the disk refused stays).
         lock(&self.recent).retain(|(i, _)| (*i == id && !ok) || on_disk.contains(i));
+        ok
+    }
+
+    /// The disk takes writes again: keep what it refused before.
+    async fn flush_unwritten(&self) {
+        let waiting: Vec<(u64, Image, &'static str)> = lock(&self.unwritten).iter().cloned().collect();
+        for (id, img, origin) in waiting {
+            // When retention already dropped the ring, there is nothing to keep: go on.
+            if !self.write_ring_image(id, img, origin).await
+                && self.with_store(move |s| s.entries.contains_key(&id)).await
+            {
+                return;
+            }
+            lock(&self.unwritten).retain(|(i, _, _)| *i != id);
+        }
     }
 
     fn ring_ready(&self, id: u64) {
@@ -493,6 +536,9 @@ impl Snapshots {
     async fn ring_image_now(&self, id: u64) -> Result<Image> {
         let not_found = || err(ErrorKind::NotFound, format!("no picture for ring {id}"));
         if let Some((_, img)) = lock(&self.recent).iter().find(|(i, _)| *i == id) {
+            return Ok(img.clone());
+        }
+        if let Some((_, img, _)) = lock(&self.unwritten).iter().find(|(i, _, _)| *i == id) {
             return Ok(img.clone());
         }
         // Through a blocking thread: the store's lock is held while a picture is synced to disk.
@@ -569,6 +615,7 @@ impl Snapshots {
             ("snapshot_ring_images_total", "counter", c.ring_images.load(Relaxed)),
             ("snapshot_disk_errors_total", "counter", c.disk_errors.load(Relaxed)),
             ("snapshot_ring_images_bytes", "gauge", self.ring_images_bytes()),
+            ("snapshot_unwritten_images", "gauge", lock(&self.unwritten).len() as u64),
         ];
         for (name, kind, v) in lines {
             out.push_str(&format!("# TYPE doorbell_bridge_{name} {kind}\ndoorbell_bridge_{name} {v}\n"));

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::datadir::{self, write_atomic};
+use crate::datadir::{self, write_atomic, Health};
 use crate::events::Ring;
 
 pub const INDEX_FILE: &str = "index.json";
@@ -89,6 +90,8 @@ pub fn retention(entries: &BTreeMap<u64, Entry>, keep: usize, max_bytes: u64) ->
 
 pub struct Store {
     dir: PathBuf,
+    /// Where write outcomes are reported (`/api/status` `storage`).
+    pub health: Arc<Health>,
     pub entries: BTreeMap<u64, Entry>,
     keep: usize,
     max_bytes: u64,
@@ -118,7 +121,7 @@ impl Store {
             },
             Err(_) => {}
         }
-        let mut store = Store { dir, entries, keep, max_bytes };
+        let mut store = Store { dir, health: Arc::default(), entries, keep, max_bytes };
         // A picture whose file vanished is no picture; a file the index does not know is a leftover.
         for e in store.entries.values_mut() {
             if e.image_bytes.is_some() {
@@ -169,7 +172,9 @@ impl Store {
         if !self.entries.contains_key(&id) {
             return false;
         }
-        let ok = match write_atomic(&self.image_path(id), jpeg, datadir::Access::Default) {
+        let res = write_atomic(&self.image_path(id), jpeg, datadir::Access::Default);
+        self.health.record(&res, || format!("cannot write ring pictures in {}", self.dir.display()));
+        let ok = match res {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!("cannot keep the picture of ring {id} on disk: {e}");
@@ -216,7 +221,9 @@ impl Store {
             Ok(b) => b,
             Err(_) => return,
         };
-        if let Err(e) = write_atomic(&self.dir.join(INDEX_FILE), &body, datadir::Access::Default) {
+        let res = write_atomic(&self.dir.join(INDEX_FILE), &body, datadir::Access::Default);
+        self.health.record(&res, || format!("cannot save the ring history in {}", self.dir.display()));
+        if let Err(e) = res {
             tracing::warn!("cannot save the ring history: {e}");
         }
     }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::Challenge;
 use super::codec::{self, Item, Request};
 use super::ServerCtx;
+use crate::admission::{Ticket, HEAD_DEADLINE};
 use crate::rtsp::hub::{Demand, Frame, StreamHub, Subscription, Viewer};
 use crate::rtsp::sdp::TRACK;
 
@@ -40,6 +41,7 @@ enum Out {
 
 struct State {
     peer: SocketAddr,
+    ticket: Arc<Ticket>,
     authed: bool,
     challenge: Challenge,
     session: Option<String>,
@@ -49,7 +51,13 @@ struct State {
     sub: Option<Subscription>,
 }
 
-pub async fn run(sock: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, shutdown: CancellationToken) {
+pub async fn run(
+    sock: TcpStream,
+    peer: SocketAddr,
+    ticket: Arc<Ticket>,
+    ctx: Arc<ServerCtx>,
+    shutdown: CancellationToken,
+) {
     let _ = sock.set_nodelay(true);
     let _ = socket2::SockRef::from(&sock).set_send_buffer_size(SEND_BUFFER);
     let (mut rd, wr) = sock.into_split();
@@ -58,6 +66,7 @@ pub async fn run(sock: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, shutdow
     let writer = tokio::spawn(write_loop(wr, rx, ctx.stall, done.clone()));
     let mut st = State {
         peer,
+        ticket,
         authed: ctx.access.trusted(peer.ip()),
         challenge: Challenge::new(REALM),
         session: None,
@@ -67,12 +76,14 @@ pub async fn run(sock: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, shutdow
         sub: None,
     };
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut head_since: Option<Instant> = None;
     'conn: loop {
         loop {
             match codec::parse(&buf) {
                 Ok(Some((item, used))) => {
                     buf.drain(..used);
                     if let Item::Request(req) = item {
+                        st.ticket.spoke();
                         let close = handle(&mut st, &ctx, &tx, req).await;
                         if close {
                             let _ = tx.send(Out::Close).await;
@@ -90,7 +101,15 @@ pub async fn run(sock: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, shutdow
                 }
             }
         }
-        let idle = if st.sub.is_some() { Duration::from_secs(24 * 3600) } else { IDLE_TIMEOUT };
+        let mut idle = if st.sub.is_some() { Duration::from_secs(24 * 3600) } else { IDLE_TIMEOUT };
+        // A started request must be complete by HEAD_DEADLINE, however slowly it trickles.
+        head_since = if buf.is_empty() { None } else { head_since.or(Some(Instant::now())) };
+        if head_since.is_some() {
+            st.ticket.read_some();
+        }
+        if let Some(t0) = head_since {
+            idle = HEAD_DEADLINE.saturating_sub(t0.elapsed());
+        }
         tokio::select! {
             r = tokio::time::timeout(idle, rd.read_buf(&mut buf)) => match r {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
@@ -117,6 +136,10 @@ async fn handle(st: &mut State, ctx: &ServerCtx, tx: &mpsc::Sender<Out>, req: Re
             && !a.rtsp_password.is_empty()
         {
             st.authed = true;
+            if !st.ticket.authenticated() {
+                let _ = tx.send(respond(503, &[("Retry-After", "5".into())], b"")).await;
+                return true;
+            }
         } else {
             tracing::debug!("RTSP viewer {}: {method} without valid credentials", st.peer);
             let _ = tx.send(respond(401, &st.challenge.headers(true), b"")).await;

@@ -1,5 +1,5 @@
 //! The bridge's RTSP server for viewers: `rtsp://HOST:PORT/<stream>`, RTP interleaved over the
-//! RTSP connection. A semaphore caps connections; shutdown waits for every connection task.
+//! RTSP connection. Admission caps connections; shutdown waits for every connection task.
 
 pub mod auth;
 pub mod codec;
@@ -8,12 +8,11 @@ pub mod conn;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::Access;
+use crate::admission::{self, Admission};
 use crate::rtsp::Hub;
 
 pub struct ServerCtx {
@@ -24,10 +23,12 @@ pub struct ServerCtx {
 }
 
 pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, max_connections: usize, shutdown: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+    // No number of unauthenticated connections from the network refuses loopback or viewers with
+    // credentials: a newcomer displaces the least valuable of its kind (see `admission`).
+    let adm = Admission::new(max_connections, admission::PER_ADDRESS);
     let mut conns = tokio::task::JoinSet::new();
     loop {
-        let (mut sock, peer) = tokio::select! {
+        let (sock, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -39,19 +40,15 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, max_connections: 
             _ = shutdown.cancelled() => break,
         };
         while conns.try_join_next().is_some() {}
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // Over the cap: say so rather than leave the client hanging.
-            conns.spawn(async move {
-                let r = codec::response(503, None, &[], b"");
-                let _ = tokio::time::timeout(Duration::from_secs(2), sock.write_all(&r)).await;
-            });
-            continue;
-        };
+        let ticket = Arc::new(adm.admit(peer.ip()));
         let ctx = ctx.clone();
         let sd = shutdown.clone();
         conns.spawn(async move {
-            conn::run(sock, peer, ctx, sd).await;
-            drop(permit);
+            let t = ticket.clone();
+            tokio::select! {
+                _ = conn::run(sock, peer, ticket, ctx, sd) => {}
+                _ = t.displaced() => tracing::debug!("RTSP {peer}: closed for a newer connection (admission)"),
+            }
         });
     }
     let drain = async { while conns.join_next().await.is_some() {} };

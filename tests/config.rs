@@ -1,0 +1,117 @@
+//! Hostile and careless configurations: duplicate keys, deep nesting, too many problems, bad
+//! stream entries. Each is answered at once, with what and where.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use doorbell_bridge::config::{Config, MAX_CONFIG_BYTES, MAX_DEPTH, MAX_LISTED};
+
+const BIN: &str = env!("CARGO_BIN_EXE_doorbell-bridge");
+
+#[test]
+fn a_duplicate_key_is_an_error_naming_the_key_and_line() {
+    let text =
+        "doorbell:\n  host: 192.0.2.10\n  password: ABCDEF\nserver:\n  http_port: 8565\ndoorbell:\n  name: Door\n";
+    let p = Config::parse(text).unwrap_err().to_string();
+    assert!(p.contains("duplicate key") && p.contains("doorbell") && p.contains("line 6"), "{p}");
+    assert!(!p.contains("ABCDEF"), "{p}");
+    // Nested too.
+    let p = Config::parse("doorbell:\n  host: a\n  host: b\n").unwrap_err().to_string();
+    assert!(p.contains("duplicate key") && p.contains("host") && p.contains("line 3"), "{p}");
+    // And from the command line, exit 2.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dup.yaml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN).arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("duplicate key") && stdout.contains("line 6"), "{stdout}");
+}
+
+#[test]
+fn deep_nesting_is_refused_at_once() {
+    for text in [
+        format!("doorbell: {{host: h}}\nx: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)),
+        format!("x: {}1{}\n", "{a: ".repeat(50_000), "}".repeat(50_000)),
+        (0..400).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect::<String>(),
+        (0..2000).map(|i| format!("{}- \n", "  ".repeat(i % 60))).collect::<String>(),
+    ] {
+        let t0 = Instant::now();
+        let p = Config::parse(&text).unwrap_err().to_string();
+        assert!(t0.elapsed() < Duration::from_secs(1), "took {:?}", t0.elapsed());
+        assert!(p.contains(&format!("nested deeper than {MAX_DEPTH} levels")), "{p}");
+        assert!(p.contains("line "), "{p}");
+    }
+    // Just under the bound is still parsed (and refused for what it is).
+    let ok = format!("doorbell: {{host: h}}\nx: {}{}\n", "[".repeat(MAX_DEPTH - 2), "]".repeat(MAX_DEPTH - 2));
+    let p = Config::parse(&ok).unwrap_err().to_string();
+    assert!(p.contains("unknown field `x`"), "{p}");
+}
+
+#[test]
+fn oversized_input_is_refused_at_once() {
+    let text = format!("doorbell: {{host: h}}\n#{}\n", "x".repeat(MAX_CONFIG_BYTES));
+    let t0 = Instant::now();
+    let p = Config::parse(&text).unwrap_err().to_string();
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    assert!(p.contains(&format!("larger than {MAX_CONFIG_BYTES} bytes")), "{p}");
+}
+
+#[test]
+fn the_65th_problem_is_counted_and_none_is_lost() {
+    let mut text = String::from("doorbell: {host: 192.0.2.10}\n");
+    for i in 0..70 {
+        text.push_str(&format!("unknown_{i:03}: 1\n"));
+    }
+    let p = Config::parse(&text).unwrap_err();
+    assert_eq!(p.0.len(), 70);
+    for i in 0..70 {
+        assert!(p.0.iter().any(|x| x.why.contains(&format!("unknown_{i:03}"))), "problem {i} lost");
+    }
+    let shown = p.to_string();
+    assert!(shown.starts_with("70 problem(s)"), "{shown}");
+    assert_eq!(shown.lines().filter(|l| l.starts_with("  - ")).count(), MAX_LISTED);
+    assert!(shown.contains(&format!("... and {} more problem(s) not shown", 70 - MAX_LISTED)), "{shown}");
+    // Exactly at the bound nothing is cut.
+    let mut text = String::from("doorbell: {host: 192.0.2.10}\n");
+    for i in 0..MAX_LISTED {
+        text.push_str(&format!("unknown_{i:03}: 1\n"));
+    }
+    let shown = Config::parse(&text).unwrap_err().to_string();
+    assert!(!shown.contains("not shown"), "{shown}");
+}
+
+#[test]
+fn stream_entries_get_precise_messages() {
+    let p = Config::parse(
+        "doorbell: {host: h}\nstreams:\n  main: {path: /a, on_demand: maybe}\n  sub: {path: /b, extra: 1}\n  \
+         ok: {path: /c}\n  bare: 5\n",
+    )
+    .unwrap_err();
+    let paths: Vec<String> = p.0.iter().map(|x| format!("{x}")).collect();
+    let has = |s: &str| paths.iter().any(|p| p.contains(s));
+    assert!(has("streams.main.on_demand: invalid type"), "{paths:?}");
+    assert!(has("streams.sub") && has("unknown field `extra`"), "{paths:?}");
+    assert!(has("streams.bare: expected {path"), "{paths:?}");
+    assert!(!has("streams.ok"), "{paths:?}");
+    let p =
+        Config::parse("doorbell: {host: h}\nstreams:\n  - name: front\n  - {name: back, path: /x, linger_secs: -1}\n")
+            .unwrap_err();
+    let paths: Vec<String> = p.0.iter().map(|x| format!("{x}")).collect();
+    assert!(paths.iter().any(|p| p.contains("streams[0] (front): missing field `path`")), "{paths:?}");
+    assert!(paths.iter().any(|p| p.starts_with("streams[1] (back).linger_secs: invalid value")), "{paths:?}");
+    let p = Config::parse("doorbell: {host: h}\nstreams: 7\n").unwrap_err();
+    assert!(p.0.iter().any(|x| x.path == "streams" && x.why.contains("a map of name")), "{p}");
+}
+
+#[test]
+fn a_huge_file_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.yaml");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(4 * 1024 * 1024 * 1024).unwrap(); // sparse: 4 GiB of zeros
+    let t0 = Instant::now();
+    let p = Config::load(&path).unwrap_err().to_string();
+    assert!(t0.elapsed() < Duration::from_secs(1), "took {:?}", t0.elapsed());
+    assert!(p.contains(&format!("larger than {MAX_CONFIG_BYTES} bytes")), "{p}");
+}
