@@ -168,6 +168,8 @@ async def test_ring_picture_through_home_assistant(
         await asyncio.sleep(0.2)
     assert status == 200, status
     assert body[:2] == b"\xff\xd8"
+    # Never kept by a browser or phone as-is: a ring id could name another picture later.
+    assert "no-cache" in resp.headers["Cache-Control"]
     anon = await hass_client_no_auth()
     resp = await anon.get(url)
     assert resp.status == 200

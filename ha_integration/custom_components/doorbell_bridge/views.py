@@ -69,4 +69,6 @@ class RingPictureView(HomeAssistantView):
             image = await entry.runtime_data.client.ring_snapshot(rid)
         except BridgeError:
             return web.Response(status=HTTPStatus.NOT_FOUND)
-        return web.Response(body=image, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+        # Revalidated every time, like the bridge's own answer: a ring id names one picture only
+        # for one bridge's data directory, so a cached copy could attach an old picture to a new ring.
+        return web.Response(body=image, content_type="image/jpeg", headers={"Cache-Control": "private, no-cache"})
