@@ -1,9 +1,10 @@
-//! The hub: one per stream. It takes the doorbell's RTP packets from the upstream, re-stamps
-//! them (sequence, timestamp, SSRC) so viewers see one continuous stream across upstream
-//! reconnects, groups them into frames (to the marker bit), keeps the frames since the last
-//! keyframe (the GOP cache a new viewer starts from) and hands every frame to each viewer's
-//! bounded queue. It never waits on a viewer: a full queue makes that viewer skip to the next
-//! keyframe, counted.
+//! The hub: one per stream. It takes the doorbell's RTP packets from the upstream, track by
+//! track (video first, then audio), re-stamps them (sequence, timestamp, SSRC per track) so
+//! viewers see one continuous stream across upstream reconnects, groups video into frames (to
+//! the marker bit; each audio packet is a frame of its own), keeps every track's frames since
+//! the last keyframe (the GOP cache a new viewer starts from, audio in step with video) and hands
+//! every frame to each viewer's bounded queue. It never waits on a viewer: a full queue makes
+//! that viewer skip, audio and video together, to the next keyframe, counted.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -17,25 +18,57 @@ use tokio::sync::{watch, Notify};
 use crate::config::StreamConfig;
 use crate::media::{Keyframe, VideoCodec};
 use crate::rtsp::keyframe;
-use crate::rtsp::sdp::Description;
+use crate::rtsp::sdp::{Description, MAX_TRACKS};
 
-/// Frames a viewer may have queued beyond the GOP it started with before it skips ahead.
-pub const VIEWER_QUEUE_FRAMES: usize = 64;
+/// Frames (video and audio) a viewer may have queued beyond the burst it started with before
+/// it skips ahead: about 2 s of 25 fps video with 50 audio packets a second.
+pub const VIEWER_QUEUE_FRAMES: usize = 160;
 /// The GOP cache is dropped (and rebuilt at the next keyframe) past these bounds.
-pub const GOP_MAX_FRAMES: usize = 600;
+pub const GOP_MAX_FRAMES: usize = 2000;
 pub const GOP_MAX_BYTES: usize = 16 << 20;
+/// Video frames a new viewer's burst holds at least, when the GOP before the current one allows:
+/// libavformat's `avformat_find_stream_info` (HA's stream worker, Frigate, ffmpeg) reads until
+/// it has timestamps of 20 video frames (`fps_analyze_framecount`) for H.264/H.265 over RTSP,
+/// whose SDP cannot give it `r_frame_rate`; a burst that short makes it wait for live frames.
+pub const BURST_VIDEO_FRAMES: usize = 24;
 
-/// One access unit's RTP packets, already re-stamped.
+/// One access unit's RTP packets (or one audio packet), already re-stamped, stored once: framed
+/// for interleaved channel `2 * track` (what nearly every viewer uses), so each viewer's write is
+/// a plain copy-free send, and read back packet by packet for the rest.
 #[derive(Debug)]
 pub struct Frame {
-    pub packets: Vec<Bytes>,
-    /// The packets framed for interleaved channel 0 (what nearly every viewer uses), built once
-    /// so each viewer's write is a plain copy-free send.
     pub wire: Bytes,
+    /// Index into the stream's tracks (0 = video).
+    pub track: u8,
     pub key: bool,
     pub seq: u16,
     pub ts: u32,
+    /// RTP bytes (without the interleaved headers).
     pub bytes: usize,
+}
+
+impl Frame {
+    /// The RTP packets, in order.
+    pub fn packets(&self) -> impl Iterator<Item = &[u8]> {
+        let w = &self.wire[..];
+        let mut off = 0;
+        std::iter::from_fn(move || {
+            let n = u16::from_be_bytes([*w.get(off + 2)?, *w.get(off + 3)?]) as usize;
+            let p = w.get(off + 4..off + 4 + n)?;
+            off += 4 + n;
+            Some(p)
+        })
+    }
+
+    /// The interleaved channel `wire` is framed for.
+    pub fn default_channel(&self) -> u8 {
+        default_channel(self.track as usize)
+    }
+}
+
+/// The interleaved channel of track `i` unless a viewer asks for another.
+pub fn default_channel(i: usize) -> u8 {
+    (2 * i) as u8
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +128,8 @@ struct Queue {
     direct: Option<Arc<dyn Sink>>,
     /// Waiting for a keyframe before queueing anything.
     skipping: bool,
+    /// Tracks this viewer plays (bit i = track i).
+    tracks: u8,
     /// The wait is because this viewer fell behind (counted), not because it just joined.
     lagged: bool,
     limit: usize,
@@ -154,6 +189,9 @@ impl Viewer {
     /// Hands a frame to this viewer; returns what became of it and the frames it lost just now.
     fn push(&self, f: &Arc<Frame>) -> (Pushed, u64) {
         let mut q = self.lock();
+        if q.tracks & (1 << f.track) == 0 {
+            return (Pushed::Skipped, 0);
+        }
         if q.skipping {
             if !f.key {
                 let lost = q.lagged as u64;
@@ -218,6 +256,7 @@ pub struct Stats {
     pub upstream_sessions: AtomicUsize,
 }
 
+/// One track's re-stamping: its own SSRC, sequence and clock.
 struct Restamp {
     ssrc: u32,
     next_seq: u16,
@@ -227,16 +266,57 @@ struct Restamp {
     clock: u32,
 }
 
+impl Restamp {
+    fn new() -> Restamp {
+        Restamp {
+            ssrc: rand::random(),
+            next_seq: rand::random(),
+            offset: rand::random(),
+            last_out: None,
+            fresh: true,
+            clock: 90_000,
+        }
+    }
+
+    /// The sequence number and timestamp a packet of the doorbell's `in_ts` gets at `now`.
+    fn stamp(&mut self, in_ts: u32, now: Instant) -> (u16, u32) {
+        if self.fresh {
+            // A new session: time continues from where the last one stopped, by the wall clock.
+            let out = match self.last_out {
+                Some((t, at)) => {
+                    let ticks = (now.saturating_duration_since(at).as_secs_f64() * self.clock as f64) as u64;
+                    t.wrapping_add(ticks.clamp(1, u32::MAX as u64 / 2) as u32)
+                }
+                None => in_ts.wrapping_add(self.offset),
+            };
+            self.offset = out.wrapping_sub(in_ts);
+            self.fresh = false;
+        }
+        let ts = in_ts.wrapping_add(self.offset);
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        self.last_out = Some((ts, now));
+        (seq, ts)
+    }
+}
+
 struct Inner {
+    /// Every track's frames since the last video keyframe, in arrival order.
     gop: Vec<Arc<Frame>>,
     gop_bytes: usize,
+    gop_video: usize,
     gop_at: Option<DateTime<Utc>>,
-    pending: Vec<Bytes>,
+    /// The GOP before `gop`, kept for the burst of a viewer joining while `gop` is young.
+    prev_gop: Vec<Arc<Frame>>,
+    /// The video frame being assembled, framed for channel 0.
+    pending: Vec<u8>,
     pending_ts: Option<u32>,
     pending_key: bool,
     pending_seq: u16,
+    pending_packets: usize,
     viewers: Vec<Arc<Viewer>>,
-    rs: Restamp,
+    rs: Vec<Restamp>,
+    tracks: usize,
     codec: VideoCodec,
 }
 
@@ -265,9 +345,9 @@ impl Drop for Demand {
 pub struct Subscription {
     pub viewer: Arc<Viewer>,
     hub: Arc<StreamHub>,
-    /// Sequence number and timestamp of the first packet the viewer will get (for `RTP-Info`).
-    pub first: Option<(u16, u32)>,
-    pub ssrc: u32,
+    /// Per track, the sequence number and timestamp of the first packet the viewer will get
+    /// (for `RTP-Info`).
+    pub first: [Option<(u16, u32)>; MAX_TRACKS],
 }
 
 impl Drop for Subscription {
@@ -298,7 +378,6 @@ pub fn rtp_payload(raw: &[u8]) -> Option<&[u8]> {
 
 impl StreamHub {
     pub fn new(name: &str, config: StreamConfig) -> Arc<StreamHub> {
-        let ssrc = rand::random::<u32>();
         Arc::new(StreamHub {
             name: name.to_string(),
             config,
@@ -307,20 +386,17 @@ impl StreamHub {
             inner: Mutex::new(Inner {
                 gop: Vec::new(),
                 gop_bytes: 0,
+                gop_video: 0,
                 gop_at: None,
+                prev_gop: Vec::new(),
                 pending: Vec::new(),
                 pending_ts: None,
                 pending_key: false,
                 pending_seq: 0,
+                pending_packets: 0,
                 viewers: Vec::new(),
-                rs: Restamp {
-                    ssrc,
-                    next_seq: rand::random(),
-                    offset: rand::random(),
-                    last_out: None,
-                    fresh: true,
-                    clock: 90_000,
-                },
+                rs: (0..MAX_TRACKS).map(|_| Restamp::new()).collect(),
+                tracks: 1,
                 codec: VideoCodec::H264,
             }),
             desc: watch::channel(None).0,
@@ -367,14 +443,20 @@ impl StreamHub {
     /// A new upstream session is playing: time continues from where the last one stopped.
     pub fn begin_session(&self, desc: Description) {
         let mut g = self.lock();
-        g.rs.fresh = true;
-        g.rs.clock = desc.clock_rate.max(1);
+        for (rs, t) in g.rs.iter_mut().zip(&desc.tracks) {
+            rs.fresh = true;
+            rs.clock = t.clock_rate.max(1);
+        }
+        g.tracks = desc.tracks.len().min(MAX_TRACKS);
         g.codec = desc.codec;
         g.pending.clear();
+        g.pending_packets = 0;
         g.pending_ts = None;
         g.pending_key = false;
         g.gop.clear();
+        g.prev_gop.clear();
         g.gop_bytes = 0;
+        g.gop_video = 0;
         for v in &g.viewers {
             v.skip_to_keyframe();
         }
@@ -390,82 +472,97 @@ impl StreamHub {
     pub fn end_session(&self) {
         let mut g = self.lock();
         g.pending.clear();
+        g.pending_packets = 0;
         g.pending_ts = None;
         self.stats.upstream_sessions.store(0, Ordering::Relaxed);
     }
 
-    /// One RTP packet from the doorbell. `now` is passed in so time is the caller's.
-    pub fn packet(&self, raw: &[u8], now: Instant) {
+    /// One RTP packet of track `track` from the doorbell. `now` is passed in so time is the caller's.
+    pub fn packet(&self, track: usize, raw: &[u8], now: Instant) {
         let Some(payload) = rtp_payload(raw) else { return };
+        if raw.len() > u16::MAX as usize {
+            return;
+        }
         self.stats.bytes_in.fetch_add(raw.len() as u64, Ordering::Relaxed);
         let in_ts = u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]);
         let marker = raw[1] & 0x80 != 0;
         let mut g = self.lock();
         let g = &mut *g;
-        if g.rs.fresh {
-            let out = match g.rs.last_out {
-                Some((t, at)) => {
-                    let ticks = (now.saturating_duration_since(at).as_secs_f64() * g.rs.clock as f64) as u64;
-                    t.wrapping_add(ticks.clamp(1, u32::MAX as u64 / 2) as u32)
-                }
-                None => in_ts.wrapping_add(g.rs.offset),
-            };
-            g.rs.offset = out.wrapping_sub(in_ts);
-            g.rs.fresh = false;
+        if track >= g.tracks {
+            return;
         }
-        let ts = in_ts.wrapping_add(g.rs.offset);
-        let seq = g.rs.next_seq;
-        g.rs.next_seq = seq.wrapping_add(1);
-        g.rs.last_out = Some((ts, now));
+        let (seq, ts) = g.rs[track].stamp(in_ts, now);
+        let ssrc = g.rs[track].ssrc;
+        let put = |out: &mut Vec<u8>| {
+            let at = out.len() + 4;
+            crate::rtsp::server::codec::put_interleaved(out, default_channel(track), raw);
+            out[at + 2..at + 4].copy_from_slice(&seq.to_be_bytes());
+            out[at + 4..at + 8].copy_from_slice(&ts.to_be_bytes());
+            out[at + 8..at + 12].copy_from_slice(&ssrc.to_be_bytes());
+        };
+        if track != 0 {
+            // Audio: every packet stands alone.
+            let mut wire = Vec::with_capacity(raw.len() + 4);
+            put(&mut wire);
+            let f = Frame { wire: Bytes::from(wire), track: track as u8, key: false, seq, ts, bytes: raw.len() };
+            self.publish(g, Arc::new(f));
+            return;
+        }
         if g.pending_ts.is_some_and(|p| p != ts) {
             self.flush(g);
         }
-        if g.pending.is_empty() {
+        if g.pending_packets == 0 {
             g.pending_seq = seq;
         }
-        let mut p = raw.to_vec();
-        p[2..4].copy_from_slice(&seq.to_be_bytes());
-        p[4..8].copy_from_slice(&ts.to_be_bytes());
-        p[8..12].copy_from_slice(&g.rs.ssrc.to_be_bytes());
+        put(&mut g.pending);
+        g.pending_packets += 1;
         g.pending_key |= keyframe::is_key(g.codec, payload);
-        g.pending.push(Bytes::from(p));
         g.pending_ts = Some(ts);
-        if marker || g.pending.len() > 4096 {
+        if marker || g.pending_packets > 4096 {
             self.flush(g);
         }
     }
 
+    /// Makes the assembled video frame a frame and publishes it.
     fn flush(&self, g: &mut Inner) {
-        if g.pending.is_empty() {
+        if g.pending_packets == 0 {
             return;
         }
-        let packets = std::mem::take(&mut g.pending);
-        let bytes = packets.iter().map(|p| p.len() + 4).sum();
-        let mut wire = Vec::with_capacity(bytes);
-        for p in &packets {
-            crate::rtsp::server::codec::put_interleaved(&mut wire, 0, p);
-        }
+        let cap = g.pending.len();
+        let wire = std::mem::replace(&mut g.pending, Vec::with_capacity(cap));
         let f = Arc::new(Frame {
-            packets,
+            bytes: wire.len() - 4 * g.pending_packets,
             wire: Bytes::from(wire),
+            track: 0,
             key: g.pending_key,
             seq: g.pending_seq,
             ts: g.pending_ts.take().unwrap_or(0),
-            bytes,
         });
         g.pending_key = false;
+        g.pending_packets = 0;
         self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.publish(g, f);
+    }
+
+    /// Caches a frame and hands it to every viewer.
+    fn publish(&self, g: &mut Inner, f: Arc<Frame>) {
         if f.key {
-            g.gop.clear();
+            // The finished GOP stays for young-GOP joins if it was whole (began at a keyframe).
+            let done = std::mem::take(&mut g.gop);
+            g.prev_gop = if done.first().is_some_and(|f| f.key) { done } else { Vec::new() };
             g.gop_bytes = 0;
+            g.gop_video = 0;
             g.gop_at = Some(Utc::now());
         }
         if !g.gop.is_empty() || f.key {
             if g.gop.len() >= GOP_MAX_FRAMES || g.gop_bytes + f.bytes > GOP_MAX_BYTES {
                 g.gop.clear();
+                g.prev_gop.clear();
                 g.gop_bytes = 0;
+                g.gop_video = 0;
             } else {
                 g.gop_bytes += f.bytes;
+                g.gop_video += (f.track == 0) as usize;
                 g.gop.push(f.clone());
             }
         }
@@ -484,35 +581,50 @@ impl StreamHub {
         self.stats.drops.fetch_add(dropped, Ordering::Relaxed);
     }
 
-    /// Joins a viewer: its queue starts with the GOP cache, so its first frame is a keyframe.
-    pub fn subscribe(self: &Arc<Self>) -> Subscription {
+    /// Joins a viewer playing the tracks in `tracks` (bit i = track i): its queue starts with the
+    /// GOP cache (and the GOP before it while the current one is young, see
+    /// [`BURST_VIDEO_FRAMES`]), so its first frame is a keyframe with the audio of its time.
+    pub fn subscribe(self: &Arc<Self>, tracks: u8) -> Subscription {
         let mut g = self.lock();
-        let gop: VecDeque<Arc<Frame>> = g.gop.iter().cloned().collect();
-        let first = gop.front().map(|f| (f.seq, f.ts));
+        let young = g.gop_video < BURST_VIDEO_FRAMES && !g.prev_gop.is_empty();
+        let burst = if young { g.prev_gop.iter().chain(&g.gop) } else { [].iter().chain(&g.gop) };
+        let frames: VecDeque<Arc<Frame>> = burst.filter(|f| tracks & (1 << f.track) != 0).cloned().collect();
+        let mut first = [None; MAX_TRACKS];
+        for f in &frames {
+            first[f.track as usize].get_or_insert((f.seq, f.ts));
+        }
+        for (i, rs) in g.rs.iter().enumerate().take(g.tracks) {
+            // A track with nothing cached starts with its next packet.
+            if first[i].is_none() && tracks & (1 << i) != 0 {
+                first[i] = rs.last_out.map(|(ts, _)| (rs.next_seq, ts));
+            }
+        }
+        let any = !frames.is_empty();
         let viewer = Arc::new(Viewer {
             queue: Mutex::new(Queue {
                 head_written: 0,
                 busy: false,
                 direct: None,
-                skipping: gop.is_empty(),
+                skipping: !any,
                 lagged: false,
-                limit: gop.len() + VIEWER_QUEUE_FRAMES,
-                frames: gop,
+                limit: frames.len() + VIEWER_QUEUE_FRAMES,
+                tracks,
+                frames,
             }),
             notify: Notify::new(),
             skipped: AtomicU64::new(0),
         });
-        if first.is_some() {
+        if any {
             viewer.notify.notify_one();
         }
         g.viewers.push(viewer.clone());
         self.stats.clients.store(g.viewers.len(), Ordering::Relaxed);
-        let ssrc = g.rs.ssrc;
-        Subscription { viewer, hub: self.clone(), first, ssrc }
+        Subscription { viewer, hub: self.clone(), first }
     }
 
-    pub fn ssrc(&self) -> u32 {
-        self.lock().rs.ssrc
+    /// The SSRC of track `i`'s packets.
+    pub fn ssrc(&self, track: usize) -> u32 {
+        self.lock().rs.get(track).map_or(0, |r| r.ssrc)
     }
 
     /// The keyframe that starts the cached GOP, as Annex B with the parameter sets first.
@@ -523,7 +635,7 @@ impl StreamHub {
         let captured = g.gop_at.unwrap_or_else(Utc::now);
         drop(g);
         let mut annexb = desc.param_sets.clone();
-        keyframe::to_annexb(desc.codec, f.packets.iter().filter_map(|p| rtp_payload(p)), &mut annexb);
+        keyframe::to_annexb(desc.codec, f.packets().filter_map(rtp_payload), &mut annexb);
         Some(Keyframe { stream: self.name.clone(), codec: desc.codec, annexb: Bytes::from(annexb), captured })
     }
 }
@@ -531,6 +643,7 @@ impl StreamHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rtsp::sdp::Track;
 
     fn rtp(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
         let mut p = vec![0x80, 96 | if marker { 0x80 } else { 0 }];
@@ -542,11 +655,17 @@ mod tests {
     }
 
     fn desc() -> Description {
+        let track = |media: &str, pt: u8, clock_rate: u32, encoding: &str, upstream: usize| Track {
+            media: media.into(),
+            payload_type: pt,
+            clock_rate,
+            encoding: encoding.into(),
+            media_lines: vec![],
+            upstream,
+        };
         Description {
             codec: VideoCodec::H264,
-            payload_type: 96,
-            clock_rate: 90_000,
-            media_lines: vec![],
+            tracks: vec![track("video", 96, 90_000, "H264", 0), track("audio", 0, 8000, "PCMU", 1)],
             param_sets: vec![0, 0, 0, 1, 0x67, 1],
         }
     }
@@ -561,17 +680,17 @@ mod tests {
     fn seqs(v: &Viewer) -> Vec<u16> {
         let mut fs = Vec::new();
         v.take(&mut fs);
-        fs.iter().flat_map(|f| f.packets.iter().map(|p| u16::from_be_bytes([p[2], p[3]]))).collect()
+        fs.iter().flat_map(|f| f.packets().map(|p| u16::from_be_bytes([p[2], p[3]]))).collect::<Vec<_>>()
     }
 
     #[test]
     fn new_viewer_starts_at_the_cached_keyframe_and_restamps_continue() {
         let hub = playing();
         let t0 = Instant::now();
-        hub.packet(&rtp(100, 1000, false, &[0x7c, 0x85, 1]), t0);
-        hub.packet(&rtp(101, 1000, true, &[0x7c, 0x45, 2]), t0);
-        hub.packet(&rtp(102, 7000, true, &[0x41, 3]), t0);
-        let sub = hub.subscribe();
+        hub.packet(0, &rtp(100, 1000, false, &[0x7c, 0x85, 1]), t0);
+        hub.packet(0, &rtp(101, 1000, true, &[0x7c, 0x45, 2]), t0);
+        hub.packet(0, &rtp(102, 7000, true, &[0x41, 3]), t0);
+        let sub = hub.subscribe(1);
         let s = seqs(&sub.viewer);
         assert_eq!(s.len(), 3);
         assert!(s.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
@@ -581,7 +700,7 @@ mod tests {
         hub.end_session();
         hub.begin_session(desc());
         let t1 = t0 + Duration::from_secs(3);
-        hub.packet(&rtp(5, 50, true, &[0x65, 9]), t1);
+        hub.packet(0, &rtp(5, 50, true, &[0x65, 9]), t1);
         let s2 = seqs(&sub.viewer);
         assert_eq!(s2, vec![s[2].wrapping_add(1)]);
         assert_eq!(hub.stats.reconnects.load(Ordering::Relaxed), 1);
@@ -591,12 +710,12 @@ mod tests {
     fn slow_viewer_skips_to_the_next_keyframe() {
         let hub = playing();
         let t = Instant::now();
-        let slow = hub.subscribe();
+        let slow = hub.subscribe(1);
         let mut seq = 0u16;
         let mut ts = 0u32;
         for i in 0..(VIEWER_QUEUE_FRAMES + 10) {
             let nal = if i % 100 == 0 { 0x65 } else { 0x41 };
-            hub.packet(&rtp(seq, ts, true, &[nal, 0]), t);
+            hub.packet(0, &rtp(seq, ts, true, &[nal, 0]), t);
             seq += 1;
             ts += 6000;
         }
@@ -604,7 +723,7 @@ mod tests {
         let mut fs = Vec::new();
         slow.viewer.take(&mut fs);
         assert!(fs.is_empty(), "dropped until the next keyframe");
-        hub.packet(&rtp(seq, ts, true, &[0x65, 0]), t);
+        hub.packet(0, &rtp(seq, ts, true, &[0x65, 0]), t);
         slow.viewer.take(&mut fs);
         assert!(fs.len() == 1 && fs[0].key);
     }
@@ -638,13 +757,13 @@ mod tests {
     fn direct_writes_skip_the_writer_and_a_partial_frame_resumes_where_the_socket_stopped() {
         let hub = playing();
         let t = Instant::now();
-        hub.packet(&rtp(1, 0, true, &[0x65, 1, 2, 3]), t);
-        let sub = hub.subscribe();
+        hub.packet(0, &rtp(1, 0, true, &[0x65, 1, 2, 3]), t);
+        let sub = hub.subscribe(1);
         let v = &sub.viewer;
         let sink = FakeSink::with_room(usize::MAX);
         v.set_direct(Some(sink.clone()));
         // The GOP the viewer joined with is the writer's to send; until it releases, the hub queues.
-        hub.packet(&rtp(2, 6000, true, &[0x41, 4]), t);
+        hub.packet(0, &rtp(2, 6000, true, &[0x41, 4]), t);
         assert!(sink.got.lock().unwrap().is_empty());
         let mut fs = Vec::new();
         assert_eq!(v.take(&mut fs), 0);
@@ -652,7 +771,7 @@ mod tests {
         fs.clear();
         assert!(v.release());
         // Now frames go straight to the socket, whole, with nothing queued.
-        hub.packet(&rtp(3, 12000, true, &[0x41, 5]), t);
+        hub.packet(0, &rtp(3, 12000, true, &[0x41, 5]), t);
         let wire3 = sink.got.lock().unwrap().clone();
         assert_eq!(wire3.len(), 4 + 12 + 2);
         assert_eq!(&wire3[..2], &[b'$', 0]);
@@ -662,9 +781,9 @@ mod tests {
         // The socket takes 5 bytes of the next frame: the rest is queued with its offset, and the
         // following frame waits behind it rather than going direct.
         *sink.room.lock().unwrap() = 5;
-        hub.packet(&rtp(4, 18000, true, &[0x41, 6, 7]), t);
+        hub.packet(0, &rtp(4, 18000, true, &[0x41, 6, 7]), t);
         *sink.room.lock().unwrap() = usize::MAX;
-        hub.packet(&rtp(5, 24000, true, &[0x41, 8]), t);
+        hub.packet(0, &rtp(5, 24000, true, &[0x41, 8]), t);
         assert_eq!(sink.got.lock().unwrap().len(), wire3.len() + 5);
         assert_eq!(v.take(&mut fs), 5);
         assert_eq!(fs.len(), 2);
@@ -675,13 +794,13 @@ mod tests {
     fn a_viewer_falling_behind_keeps_the_frame_its_socket_took_part_of() {
         let hub = playing();
         let t = Instant::now();
-        let sub = hub.subscribe();
+        let sub = hub.subscribe(1);
         let v = &sub.viewer;
         let sink = FakeSink::with_room(3);
         v.set_direct(Some(sink.clone()));
         let mut ts = 0u32;
         for i in 0..(VIEWER_QUEUE_FRAMES + 3) {
-            hub.packet(&rtp(i as u16, ts, true, &[if i == 0 { 0x65 } else { 0x41 }, i as u8]), t);
+            hub.packet(0, &rtp(i as u16, ts, true, &[if i == 0 { 0x65 } else { 0x41 }, i as u8]), t);
             ts += 6000;
         }
         assert!(v.skipped.load(Ordering::Relaxed) > 0);
@@ -689,6 +808,79 @@ mod tests {
         // The first frame, 3 bytes of which are on the socket, is still there to be finished.
         assert_eq!(v.take(&mut fs), 3);
         assert_eq!(fs.len(), 1);
+        assert!(fs[0].key);
+    }
+
+    #[test]
+    fn audio_is_cached_from_the_keyframe_on_and_dropped_with_the_video() {
+        let hub = playing();
+        let t = Instant::now();
+        hub.packet(1, &rtp(7, 0, true, &[0xaa]), t); // before any keyframe: nobody could start with it
+        hub.packet(0, &rtp(1, 0, true, &[0x65, 1]), t);
+        hub.packet(1, &rtp(8, 160, true, &[0xab]), t);
+        hub.packet(0, &rtp(2, 6000, true, &[0x41, 2]), t);
+        let both = hub.subscribe(0b11);
+        let video = hub.subscribe(0b01);
+        let audio = hub.subscribe(0b10);
+        let tracks = |v: &Viewer| {
+            let mut fs = Vec::new();
+            v.take(&mut fs);
+            fs.iter().map(|f| f.track).collect::<Vec<_>>()
+        };
+        assert_eq!(tracks(&both.viewer), vec![0, 1, 0]);
+        assert_eq!(tracks(&video.viewer), vec![0, 0]);
+        assert_eq!(tracks(&audio.viewer), vec![1]);
+        // Each track has its own SSRC and numbering.
+        assert_ne!(hub.ssrc(0), hub.ssrc(1));
+        // `both` stops reading: once too far behind, audio is dropped along with the video until
+        // the next keyframe, and both count.
+        let mut a_ts = 320u32;
+        for i in 0..VIEWER_QUEUE_FRAMES + 5 {
+            hub.packet(1, &rtp(9 + i as u16, a_ts, true, &[0xac]), t);
+            a_ts += 160;
+        }
+        let lost = both.viewer.skipped.load(Ordering::Relaxed);
+        assert!(lost > 0);
+        hub.packet(1, &rtp(500, a_ts, true, &[0xad]), t);
+        assert_eq!(both.viewer.skipped.load(Ordering::Relaxed), lost + 1, "audio waits for the keyframe too");
+        let mut fs = Vec::new();
+        both.viewer.take(&mut fs);
+        assert!(fs.is_empty());
+        hub.packet(0, &rtp(3, 12000, true, &[0x65, 3]), t);
+        hub.packet(1, &rtp(501, a_ts + 160, true, &[0xae]), t);
+        assert_eq!(tracks(&both.viewer), vec![0, 1]);
+        assert!(hub.stats.drops.load(Ordering::Relaxed) > lost);
+    }
+
+    #[test]
+    fn a_viewer_joining_a_young_gop_gets_the_one_before_too() {
+        let hub = playing();
+        let t = Instant::now();
+        let mut ts = 0u32;
+        let mut frame = |hub: &StreamHub, key: bool| {
+            hub.packet(0, &rtp(0, ts, true, &[if key { 0x65 } else { 0x41 }, 0]), t);
+            ts += 6000;
+        };
+        frame(&hub, true);
+        for _ in 0..BURST_VIDEO_FRAMES + 5 {
+            frame(&hub, false);
+        }
+        frame(&hub, true);
+        frame(&hub, false);
+        let sub = hub.subscribe(1);
+        let mut fs = Vec::new();
+        sub.viewer.take(&mut fs);
+        assert_eq!(fs.len(), BURST_VIDEO_FRAMES + 8, "both GOPs");
+        assert!(fs[0].key && fs[BURST_VIDEO_FRAMES + 6].key);
+        assert_eq!(sub.first[0], Some((fs[0].seq, fs[0].ts)));
+        // A GOP old enough is a burst of its own.
+        for _ in 0..BURST_VIDEO_FRAMES {
+            frame(&hub, false);
+        }
+        let sub = hub.subscribe(1);
+        fs.clear();
+        sub.viewer.take(&mut fs);
+        assert_eq!(fs.len(), BURST_VIDEO_FRAMES + 2);
         assert!(fs[0].key);
     }
 }

@@ -18,6 +18,10 @@ use crate::rtsp::sdp;
 
 pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// For this long after losing a playing session, retries back off to at most [`BACKOFF_FAST_MAX`]:
+/// a doorbell that dropped its stream is usually back within seconds (Wi-Fi roam, RTSP restart).
+pub const FAST_WINDOW: Duration = Duration::from_secs(15);
+pub const BACKOFF_FAST_MAX: Duration = Duration::from_millis(800);
 /// EZVIZ DB1 / Hikvision DS-HD1 (all firmware seen): at most 3 RTSP sessions; a 4th gets 453 or
 /// 503, and sessions of a client that vanished count until they time out. Wait this long
 /// before trying again so stale sessions can expire.
@@ -44,6 +48,9 @@ pub async fn run(hub: Arc<StreamHub>, up: Upstream, shutdown: CancellationToken)
     let group = Arc::new(SessionGroup::default());
     let mut backoff = BACKOFF_MIN;
     let mut demand = hub.demand_watch();
+    // When the last playing session was lost, and when we last retried at once after a loss.
+    let mut lost_at: Option<Instant> = None;
+    let mut instant_retry_at: Option<Instant> = None;
     loop {
         if hub.config.on_demand {
             hub.set_state(UpstreamState::Idle);
@@ -65,24 +72,51 @@ pub async fn run(hub: Arc<StreamHub>, up: Upstream, shutdown: CancellationToken)
                 continue;
             }
             Err(e) => {
+                let played = hub.state() == UpstreamState::Connected;
                 if started.elapsed() > HEALTHY_AFTER {
                     backoff = BACKOFF_MIN;
                 }
-                let mut wait = backoff;
-                if e.kind() == ErrorKind::Unavailable {
-                    wait = wait.max(SESSION_LIMIT_BACKOFF);
+                let now = Instant::now();
+                let mut wait = jitter(backoff);
+                if played {
+                    lost_at = Some(now);
+                    backoff = BACKOFF_MIN;
+                    // The first retry after a loss goes at once, unless the last loss was recent
+                    // too (a doorbell that plays and drops again must not be hammered).
+                    if instant_retry_at.is_none_or(|t| now.duration_since(t) > HEALTHY_AFTER) {
+                        instant_retry_at = Some(now);
+                        wait = Duration::ZERO;
+                    }
                 }
-                tracing::warn!("stream {}: {}; retrying in {:.1}s", hub.name, e.chain(), wait.as_secs_f64());
+                if e.kind() == ErrorKind::Unavailable {
+                    // Its sessions are taken: give stale ones time to expire.
+                    wait = wait.max(jitter(SESSION_LIMIT_BACKOFF));
+                }
+                tracing::warn!("stream {}: {}; retrying in {:.1}s", hub.name, one_line(&e.chain()), wait.as_secs_f64());
                 hub.set_state(UpstreamState::Backoff);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {},
                     _ = shutdown.cancelled() => break,
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                if !wait.is_zero() {
+                    let fast = lost_at.is_some_and(|t| t.elapsed() < FAST_WINDOW);
+                    backoff = (backoff * 2).min(if fast { BACKOFF_FAST_MAX } else { BACKOFF_MAX });
+                }
             }
         }
     }
     hub.set_state(UpstreamState::Stopped);
+}
+
+/// `d` scaled by a random factor in [0.5, 1], so bridges that lost the doorbell together
+/// (a power cut) don't retry in lockstep.
+pub fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+}
+
+/// An error as one log line: retina's messages carry the connection's context on lines of their own.
+pub fn one_line(s: &str) -> String {
+    s.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
 }
 
 fn upstream_err(what: &str, e: retina::Error) -> Error {
@@ -109,22 +143,33 @@ async fn run_once(
         .await
         .map_err(|_| Error::new(ErrorKind::Timeout, "DESCRIBE timed out"))?
         .map_err(|e| upstream_err("DESCRIBE failed", e))?;
-    let Some((index, desc)) = session
-        .streams()
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.media() == "video")
-        .find_map(|(i, _)| sdp::video_section(session.sdp(), i).map(|d| (i, d)))
-    else {
+    let Some(mut desc) = sdp::parse(session.sdp()) else {
         return Err(Error::new(ErrorKind::Upstream, "the doorbell offers no H.264/H.265 video"));
     };
-    tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        session.setup(index, SetupOptions::default().transport(Transport::Tcp(TcpTransportOptions::default()))),
-    )
-    .await
-    .map_err(|_| Error::new(ErrorKind::Timeout, "SETUP timed out"))?
-    .map_err(|e| upstream_err("SETUP failed", e))?;
+    // retina's stream index -> our track; retina lists the SDP's media sections in order.
+    let mut track_of = vec![None; session.streams().len()];
+    let mut kept = Vec::new();
+    for (i, t) in std::mem::take(&mut desc.tracks).into_iter().enumerate() {
+        if t.upstream >= track_of.len() {
+            continue;
+        }
+        let setup = session
+            .setup(t.upstream, SetupOptions::default().transport(Transport::Tcp(TcpTransportOptions::default())));
+        match tokio::time::timeout(CONNECT_TIMEOUT, setup).await {
+            Err(_) => return Err(Error::new(ErrorKind::Timeout, "SETUP timed out")),
+            Ok(Err(e)) if i == 0 => return Err(upstream_err("SETUP failed", e)),
+            // Sound is worth having, not worth losing the picture over.
+            Ok(Err(e)) => {
+                tracing::warn!("stream {}: {} track not set up: {}", hub.name, t.encoding, one_line(&e.to_string()));
+                continue;
+            }
+            Ok(Ok(())) => {
+                track_of[t.upstream] = Some(kept.len());
+                kept.push(t);
+            }
+        }
+    }
+    desc.tracks = kept;
     let mut playing = tokio::time::timeout(CONNECT_TIMEOUT, session.play(PlayOptions::default()))
         .await
         .map_err(|_| Error::new(ErrorKind::Timeout, "PLAY timed out"))?
@@ -143,9 +188,9 @@ async fn run_once(
                 None => return Err(Error::new(ErrorKind::Upstream, "the doorbell closed the session")),
                 Some(Err(e)) => return Err(upstream_err("session failed", e)),
                 Some(Ok(PacketItem::Rtp(p))) => {
-                    if p.stream_id() == index {
+                    if let Some(&Some(track)) = track_of.get(p.stream_id()) {
                         last_data = Instant::now();
-                        hub.packet(p.raw(), last_data);
+                        hub.packet(track, p.raw(), last_data);
                     }
                 }
                 Some(Ok(_)) => {}

@@ -3,6 +3,7 @@
 //! `POST /sim/ring`, `POST /sim/motion?sensor=pir|video|field&state=on|off`, `POST /sim/reboot`,
 //! `POST /sim/snapshot?mode=ok|slow|fail|digest|basic|missing&delay_ms=N`, `GET /sim/status`.
 
+pub mod audio;
 pub mod image;
 pub mod onvif;
 pub mod rtsp;
@@ -45,6 +46,8 @@ pub struct SimOptions {
     /// When set, the simulated Shelly also publishes its presses to this MQTT broker (host, port)
     /// as a Gen1 Uni: `shellies/shellyuni-<MAC>/input/0`, `input_event/0`, `online`.
     pub shelly_mqtt: Option<(String, u16)>,
+    /// The doorbell's sound track (AAC by default, G.711 like some firmware, or none).
+    pub audio: audio::SimAudio,
 }
 
 impl Default for SimOptions {
@@ -61,6 +64,7 @@ impl Default for SimOptions {
             chime: Duration::from_millis(400),
             reboot_time: Duration::from_secs(3),
             shelly_mqtt: None,
+            audio: audio::SimAudio::default(),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The simulated doorbell's RTSP server: the DB1's paths (`/Streaming/Channels/101/` and `/102/`),
 //! Digest auth (Basic accepted too), RTP over the RTSP connection, its 3-session limit (a 4th
-//! SETUP gets 453), and a bundled H.264 clip (1536x2048 portrait, 15 fps, keyframe every 2 s)
-//! looped forever with continuous timestamps. While the doorbell is "rebooting" every session
-//! is dropped and connections are refused.
+//! SETUP gets 453), a bundled H.264 clip (1536x2048 portrait, 15 fps, keyframe every 2 s)
+//! looped forever with continuous timestamps, and a tone as its sound (`SimOptions::audio`: AAC
+//! or G.711, see `audio`). While the doorbell is "rebooting" every session is dropped and
+//! connections are refused.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -14,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use super::audio::{self, Sound};
 use super::{SimOptions, SimState};
 use crate::media::VideoCodec;
 use crate::rtsp::keyframe::split_annexb;
@@ -130,12 +132,25 @@ pub async fn start(
 
 struct Session {
     id: String,
-    channel: u8,
+    /// The video's interleaved channel, once set up.
+    channel: Option<u8>,
     ssrc: u32,
     seq: u16,
     ts: u32,
     frame: usize,
     playing: bool,
+    audio: Option<AudioOut>,
+}
+
+/// The sound's side of a session.
+struct AudioOut {
+    sound: &'static Sound,
+    channel: u8,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    /// Packets sent since PLAY.
+    sent: u64,
 }
 
 async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Arc<SimState>, sd: CancellationToken) {
@@ -171,7 +186,8 @@ async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Ar
                     break; // rebooting: every session drops
                 }
                 if let Some(s) = sess.as_mut().filter(|s| s.playing) {
-                    let out = next_frame(s);
+                    let mut out = next_frame(s);
+                    next_audio(s, &mut out);
                     if sock.write_all(&out).await.is_err() {
                         break;
                     }
@@ -185,7 +201,29 @@ async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Ar
     }
 }
 
+/// The audio packets due by the video frame just sent, so sound and picture share one clock.
+fn next_audio(s: &mut Session, out: &mut Vec<u8>) {
+    let frames = s.frame as u64;
+    let Some(a) = s.audio.as_mut() else { return };
+    let due = frames * a.sound.clock_rate as u64 / FPS as u64;
+    while (a.sent + 1) * a.sound.samples as u64 <= due {
+        let p = &a.sound.payloads[(a.sent % a.sound.payloads.len() as u64) as usize];
+        let mut pkt = Vec::with_capacity(12 + p.len());
+        pkt.push(0x80);
+        pkt.push(a.sound.payload_type | 0x80);
+        pkt.extend_from_slice(&a.seq.to_be_bytes());
+        pkt.extend_from_slice(&a.ts.to_be_bytes());
+        pkt.extend_from_slice(&a.ssrc.to_be_bytes());
+        pkt.extend_from_slice(p);
+        codec::put_interleaved(out, a.channel, &pkt);
+        a.seq = a.seq.wrapping_add(1);
+        a.ts = a.ts.wrapping_add(a.sound.samples);
+        a.sent += 1;
+    }
+}
+
 fn next_frame(s: &mut Session) -> Vec<u8> {
+    let Some(channel) = s.channel else { return Vec::new() };
     let c = clip();
     let payloads = &c.frames[s.frame % c.frames.len()];
     let mut out = Vec::with_capacity(payloads.iter().map(|p| p.len() + 16).sum());
@@ -198,7 +236,7 @@ fn next_frame(s: &mut Session) -> Vec<u8> {
         pkt.extend_from_slice(&s.ts.to_be_bytes());
         pkt.extend_from_slice(&s.ssrc.to_be_bytes());
         pkt.extend_from_slice(p);
-        codec::put_interleaved(&mut out, s.channel, &pkt);
+        codec::put_interleaved(&mut out, channel, &pkt);
         s.seq = s.seq.wrapping_add(1);
     }
     s.ts = s.ts.wrapping_add(TS_PER_FRAME);
@@ -246,12 +284,28 @@ fn answer(
                 pl = c.profile_level_id,
                 sp = c.sprop,
             );
+            let mut sdp = sdp;
+            if let Some(a) = audio::sound(opts.audio) {
+                sdp.push_str(&format!(
+                    "m=audio 0 RTP/AVP {pt}\r\nc=IN IP4 0.0.0.0\r\nb=AS:50\r\na=recvonly\r\n\
+                     a=control:{base}trackID=2\r\n{lines}",
+                    pt = a.payload_type,
+                    lines = a.sdp
+                ));
+            }
             let h = [("Content-Type", "application/sdp".to_string()), ("Content-Base", base), server];
             (r(200, &h, sdp.as_bytes()), false)
         }
         "SETUP" => {
             let Some(ch) = codec::tcp_interleaved(req.header("Transport").unwrap_or("")) else {
                 return (r(461, &[], b""), false);
+            };
+            // Hikvision numbers its tracks from 1: video trackID=1, audio trackID=2.
+            let track = match codec::uri_path(&req.uri).trim_end_matches('/').rsplit('/').next() {
+                Some("trackID=1") => 1,
+                Some("trackID=2") if audio::sound(opts.audio).is_some() => 2,
+                Some(t) if t.starts_with("trackID=") => return (r(404, &[], b""), false),
+                _ => 1, // the stream's own URL: its video
             };
             if sess.is_none() {
                 let taken = state
@@ -265,20 +319,37 @@ fn answer(
                 }
                 *sess = Some(Session {
                     id: format!("{}", rand::random::<u32>()),
-                    channel: ch.map(|c| c.0).unwrap_or(0),
+                    channel: None,
                     ssrc: rand::random(),
                     seq: rand::random(),
                     ts: rand::random(),
                     frame: 0,
                     playing: false,
+                    audio: None,
                 });
             }
-            let s = sess.as_ref().expect("set above");
+            let s = sess.as_mut().expect("set above");
+            let channel = ch.map(|c| c.0).unwrap_or(2 * (track - 1));
+            let ssrc = if track == 1 {
+                s.channel = Some(channel);
+                s.ssrc
+            } else {
+                let a = s.audio.get_or_insert_with(|| AudioOut {
+                    sound: audio::sound(opts.audio).expect("checked above"),
+                    channel,
+                    ssrc: rand::random(),
+                    seq: rand::random(),
+                    ts: rand::random(),
+                    sent: 0,
+                });
+                a.channel = channel;
+                a.ssrc
+            };
             let t = format!(
                 "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08x};mode=\"play\"",
-                s.channel,
-                s.channel.wrapping_add(1),
-                s.ssrc
+                channel,
+                channel.wrapping_add(1),
+                ssrc
             );
             (r(200, &[("Transport", t), session_hdr(s), server], b""), false)
         }
@@ -287,8 +358,14 @@ fn answer(
             if !s.playing {
                 s.playing = true;
                 s.frame = 0; // a camera starts a new client at a keyframe
+                if let Some(a) = s.audio.as_mut() {
+                    a.sent = 0;
+                }
             }
-            let info = format!("url={base}trackID=1;seq={};rtptime={}", s.seq, s.ts);
+            let mut info = format!("url={base}trackID=1;seq={};rtptime={}", s.seq, s.ts);
+            if let Some(a) = &s.audio {
+                info.push_str(&format!(",url={base}trackID=2;seq={};rtptime={}", a.seq, a.ts));
+            }
             (r(200, &[session_hdr(s), ("RTP-Info", info), ("Range", "npt=now-".into()), server], b""), false)
         }
         "TEARDOWN" => {
