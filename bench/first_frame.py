@@ -8,6 +8,7 @@
           av.open timeout 30 s): av.open() called -> first decoded video frame.
 
     python3 bench/first_frame.py [--joins 20] [--clients raw,ffmpeg,pyav] [--json] URL [URL ...]
+    python3 bench/first_frame.py --decode URL   # PyAV as HA opens it: codecs and decoded frames
 
 Joins are spaced by a random 0-2.1 s (more than a GOP of the simulated doorbell) so they land at
 random phases of the GOP. Prints per URL and client the median, p95 and max in milliseconds.
@@ -80,7 +81,7 @@ def raw_join(url):
     try:
         head, body = rtsp_request(sock, buf, "DESCRIBE", url, 1, "Accept: application/sdp\r\n")
         base = header(head, "Content-Base") or url + "/"
-        control = None
+        control, video = None, False
         for line in body.decode(errors="replace").split("\r\n"):
             if line.startswith("m=") and control is None:
                 video = line.startswith("m=video")
@@ -145,6 +146,24 @@ def pyav_join(url):
     raise RuntimeError("no frame")
 
 
+def pyav_decode(url, want=10):
+    """What Home Assistant's stream worker sees: the streams' codecs and frames of each decoded."""
+    import av  # noqa: PLC0415
+
+    container = av.open(url, options={"rtsp_flags": "prefer_tcp", "timeout": "5000000"}, timeout=30)
+    try:
+        out = {"codecs": [f"{s.type}:{s.codec_context.name}" for s in container.streams], "video": 0, "audio": 0}
+        deadline = time.monotonic() + 15
+        for packet in container.demux():
+            for _ in packet.decode():
+                out[packet.stream.type] = out.get(packet.stream.type, 0) + 1
+            if (out["video"] >= want and out["audio"] >= want) or time.monotonic() > deadline:
+                break
+        return out
+    finally:
+        container.close()
+
+
 CLIENTS = {"raw": raw_join, "ffmpeg": ffmpeg_join, "pyav": pyav_join}
 
 
@@ -159,8 +178,12 @@ def main():
     ap.add_argument("--clients", default="raw,ffmpeg,pyav")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--decode", action="store_true")
     ap.add_argument("urls", nargs="+")
     a = ap.parse_args()
+    if a.decode:
+        print(json.dumps(pyav_decode(a.urls[0])))
+        return 0
     rnd = random.Random(a.seed)
     results = {}
     for url in a.urls:

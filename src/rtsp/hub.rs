@@ -66,6 +66,15 @@ impl Frame {
     }
 }
 
+/// Appends `raw` framed for track `track`'s default channel, re-stamped.
+fn put_packet(out: &mut Vec<u8>, track: usize, raw: &[u8], seq: u16, ts: u32, ssrc: u32) {
+    let at = out.len() + 4;
+    crate::rtsp::server::codec::put_interleaved(out, default_channel(track), raw);
+    out[at + 2..at + 4].copy_from_slice(&seq.to_be_bytes());
+    out[at + 4..at + 8].copy_from_slice(&ts.to_be_bytes());
+    out[at + 8..at + 12].copy_from_slice(&ssrc.to_be_bytes());
+}
+
 /// The interleaved channel of track `i` unless a viewer asks for another.
 pub fn default_channel(i: usize) -> u8 {
     (2 * i) as u8
@@ -278,8 +287,8 @@ impl Restamp {
         }
     }
 
-    /// The sequence number and timestamp a packet of the doorbell's `in_ts` gets at `now`.
-    fn stamp(&mut self, in_ts: u32, now: Instant) -> (u16, u32) {
+    /// The timestamp a packet of the doorbell's `in_ts` gets at `now`.
+    fn ts(&mut self, in_ts: u32, now: Instant) -> u32 {
         if self.fresh {
             // A new session: time continues from where the last one stopped, by the wall clock.
             let out = match self.last_out {
@@ -293,10 +302,14 @@ impl Restamp {
             self.fresh = false;
         }
         let ts = in_ts.wrapping_add(self.offset);
+        self.last_out = Some((ts, now));
+        ts
+    }
+
+    fn seq(&mut self) -> u16 {
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
-        self.last_out = Some((ts, now));
-        (seq, ts)
+        seq
     }
 }
 
@@ -318,6 +331,20 @@ struct Inner {
     rs: Vec<Restamp>,
     tracks: usize,
     codec: VideoCodec,
+    /// The parameter sets changed with a new session: put them before the next keyframe, for
+    /// viewers who stay (their decoders know only the old ones) unless the doorbell sends them.
+    inject: Option<Vec<Vec<u8>>>,
+    /// Frames made by the packet being handled, for the fan-out after the lock is released.
+    outbox: Vec<Arc<Frame>>,
+}
+
+/// The fan-out's scratch: frames to hand out and the viewers to hand them to. Its lock is taken
+/// before the hub's and kept while frames go out (which may write to sockets), so frames reach
+/// viewers in order while the hub's own lock is free for joins and leaves.
+#[derive(Default)]
+struct Fanout {
+    frames: Vec<Arc<Frame>>,
+    viewers: Vec<Arc<Viewer>>,
 }
 
 pub struct StreamHub {
@@ -327,6 +354,7 @@ pub struct StreamHub {
     /// Origin id of the SDP we serve.
     pub sdp_id: u64,
     inner: Mutex<Inner>,
+    fanout: Mutex<Fanout>,
     desc: watch::Sender<Option<Arc<Description>>>,
     demand: watch::Sender<usize>,
     state: AtomicU8,
@@ -398,7 +426,10 @@ impl StreamHub {
                 rs: (0..MAX_TRACKS).map(|_| Restamp::new()).collect(),
                 tracks: 1,
                 codec: VideoCodec::H264,
+                inject: None,
+                outbox: Vec::new(),
             }),
+            fanout: Mutex::new(Fanout::default()),
             desc: watch::channel(None).0,
             demand: watch::channel(0).0,
             state: AtomicU8::new(UpstreamState::Idle as u8),
@@ -442,7 +473,10 @@ impl StreamHub {
 
     /// A new upstream session is playing: time continues from where the last one stopped.
     pub fn begin_session(&self, desc: Description) {
+        let changed = self.description().is_some_and(|old| old.param_sets != desc.param_sets);
         let mut g = self.lock();
+        g.inject = (changed && !desc.param_sets.is_empty())
+            .then(|| keyframe::split_annexb(&desc.param_sets).into_iter().map(<[u8]>::to_vec).collect());
         for (rs, t) in g.rs.iter_mut().zip(&desc.tracks) {
             rs.fresh = true;
             rs.clock = t.clock_rate.max(1);
@@ -486,24 +520,44 @@ impl StreamHub {
         self.stats.bytes_in.fetch_add(raw.len() as u64, Ordering::Relaxed);
         let in_ts = u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]);
         let marker = raw[1] & 0x80 != 0;
-        let mut g = self.lock();
-        let g = &mut *g;
-        if track >= g.tracks {
+        let mut fan = self.fanout.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.lock();
+        if track >= guard.tracks {
             return;
         }
-        let (seq, ts) = g.rs[track].stamp(in_ts, now);
+        self.take_packet(&mut guard, track, raw, payload, in_ts, marker, now);
+        if guard.outbox.is_empty() {
+            return;
+        }
+        let fan = &mut *fan;
+        std::mem::swap(&mut fan.frames, &mut guard.outbox);
+        fan.viewers.extend(guard.viewers.iter().cloned());
+        drop(guard);
+        for f in fan.frames.drain(..) {
+            self.deliver(&f, &fan.viewers);
+        }
+        fan.viewers.clear();
+    }
+
+    /// Re-stamps a packet into the frame being assembled or a frame of its own (audio).
+    #[allow(clippy::too_many_arguments)]
+    fn take_packet(
+        &self,
+        g: &mut Inner,
+        track: usize,
+        raw: &[u8],
+        payload: &[u8],
+        in_ts: u32,
+        marker: bool,
+        now: Instant,
+    ) {
+        let ts = g.rs[track].ts(in_ts, now);
         let ssrc = g.rs[track].ssrc;
-        let put = |out: &mut Vec<u8>| {
-            let at = out.len() + 4;
-            crate::rtsp::server::codec::put_interleaved(out, default_channel(track), raw);
-            out[at + 2..at + 4].copy_from_slice(&seq.to_be_bytes());
-            out[at + 4..at + 8].copy_from_slice(&ts.to_be_bytes());
-            out[at + 8..at + 12].copy_from_slice(&ssrc.to_be_bytes());
-        };
         if track != 0 {
             // Audio: every packet stands alone.
+            let seq = g.rs[track].seq();
             let mut wire = Vec::with_capacity(raw.len() + 4);
-            put(&mut wire);
+            put_packet(&mut wire, track, raw, seq, ts, ssrc);
             let f = Frame { wire: Bytes::from(wire), track: track as u8, key: false, seq, ts, bytes: raw.len() };
             self.publish(g, Arc::new(f));
             return;
@@ -511,16 +565,34 @@ impl StreamHub {
         if g.pending_ts.is_some_and(|p| p != ts) {
             self.flush(g);
         }
-        if g.pending_packets == 0 {
-            g.pending_seq = seq;
+        let key = keyframe::is_key(g.codec, payload);
+        if key && g.pending_packets == 0 && g.inject.is_some() {
+            let inject = g.inject.take().unwrap_or_default();
+            if keyframe::param_sets(g.codec, payload).is_empty() {
+                for nal in &inject {
+                    let mut ps = Vec::with_capacity(12 + nal.len());
+                    ps.extend_from_slice(&[0x80, raw[1] & 0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+                    ps.extend_from_slice(nal);
+                    self.stage(g, &ps, ts);
+                }
+            }
         }
-        put(&mut g.pending);
-        g.pending_packets += 1;
-        g.pending_key |= keyframe::is_key(g.codec, payload);
-        g.pending_ts = Some(ts);
+        self.stage(g, raw, ts);
+        g.pending_key |= key;
         if marker || g.pending_packets > 4096 {
             self.flush(g);
         }
+    }
+
+    /// Adds a video packet to the frame being assembled, numbered next.
+    fn stage(&self, g: &mut Inner, raw: &[u8], ts: u32) {
+        let seq = g.rs[0].seq();
+        if g.pending_packets == 0 {
+            g.pending_seq = seq;
+        }
+        put_packet(&mut g.pending, 0, raw, seq, ts, g.rs[0].ssrc);
+        g.pending_packets += 1;
+        g.pending_ts = Some(ts);
     }
 
     /// Makes the assembled video frame a frame and publishes it.
@@ -541,10 +613,33 @@ impl StreamHub {
         g.pending_key = false;
         g.pending_packets = 0;
         self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        if f.key {
+            self.learn_param_sets(g.codec, &f);
+        }
         self.publish(g, f);
     }
 
-    /// Caches a frame and hands it to every viewer.
+    /// Parameter sets sent in-band that differ from the description (the owner changed the
+    /// resolution) replace it, so viewers who DESCRIBE from now on get them in the SDP.
+    fn learn_param_sets(&self, codec: VideoCodec, f: &Frame) {
+        let nals: Vec<&[u8]> =
+            f.packets().filter_map(rtp_payload).flat_map(|p| keyframe::param_sets(codec, p)).take(8).collect();
+        if nals.is_empty() {
+            return;
+        }
+        let Some(cur) = self.description() else { return };
+        let mut annexb = Vec::new();
+        for n in &nals {
+            annexb.extend_from_slice(&[0, 0, 0, 1]);
+            annexb.extend_from_slice(n);
+        }
+        if annexb != cur.param_sets {
+            tracing::info!("stream {}: new parameter sets from the doorbell", self.name);
+            self.desc.send_replace(Some(Arc::new(cur.with_param_sets(&nals))));
+        }
+    }
+
+    /// Caches a frame and puts it in the outbox for every viewer.
     fn publish(&self, g: &mut Inner, f: Arc<Frame>) {
         if f.key {
             // The finished GOP stays for young-GOP joins if it was whole (began at a keyframe).
@@ -566,9 +661,14 @@ impl StreamHub {
                 g.gop.push(f.clone());
             }
         }
+        g.outbox.push(f);
+    }
+
+    /// Hands a frame to each viewer: queued, or written straight to an idle viewer's socket.
+    fn deliver(&self, f: &Arc<Frame>, viewers: &[Arc<Viewer>]) {
         let (mut out, mut dropped) = (0u64, 0u64);
-        for v in &g.viewers {
-            let (pushed, lost) = v.push(&f);
+        for v in viewers {
+            let (pushed, lost) = v.push(f);
             dropped += lost;
             if pushed != Pushed::Skipped {
                 out += f.bytes as u64;
@@ -882,5 +982,50 @@ mod tests {
         sub.viewer.take(&mut fs);
         assert_eq!(fs.len(), BURST_VIDEO_FRAMES + 2);
         assert!(fs[0].key);
+    }
+
+    #[test]
+    fn new_parameter_sets_reach_new_viewers_in_the_sdp_and_old_ones_in_band() {
+        let hub = playing();
+        let t = Instant::now();
+        hub.packet(0, &rtp(1, 0, true, &[0x65, 1]), t);
+        let old = hub.subscribe(1);
+        let mut fs = Vec::new();
+        old.viewer.take(&mut fs);
+        // The owner switches resolution: the doorbell sends new SPS/PPS in-band before the IDR.
+        hub.packet(0, &rtp(2, 6000, false, &[0x67, 0x4d, 0x00, 0x1f]), t);
+        hub.packet(0, &rtp(3, 6000, false, &[0x68, 0xee]), t);
+        hub.packet(0, &rtp(4, 6000, true, &[0x65, 2]), t);
+        let d = hub.description().unwrap();
+        assert_eq!(d.param_sets, vec![0, 0, 0, 1, 0x67, 0x4d, 0x00, 0x1f, 0, 0, 0, 1, 0x68, 0xee]);
+        assert!(d.viewer_sdp("main", 1).contains("sprop-parameter-sets=Z00AHw==,aO4="));
+        fs.clear();
+        old.viewer.take(&mut fs);
+        let firsts: Vec<u8> = fs.iter().flat_map(|f| f.packets().filter_map(rtp_payload).map(|p| p[0])).collect();
+        assert_eq!(firsts, vec![0x67, 0x68, 0x65], "the viewer who stayed got them before the IDR");
+
+        // A new session whose SDP has other parameter sets, and a doorbell that does not repeat
+        // them in-band: the hub puts them before the next IDR, numbered in sequence.
+        hub.end_session();
+        let mut d2 = desc();
+        d2.param_sets = vec![0, 0, 0, 1, 0x67, 0x64, 0, 0x28, 0, 0, 0, 1, 0x68, 0xce];
+        hub.begin_session(d2);
+        hub.packet(0, &rtp(900, 50, true, &[0x65, 3]), t + Duration::from_secs(1));
+        fs.clear();
+        old.viewer.take(&mut fs);
+        assert_eq!(fs.len(), 1);
+        let ps: Vec<&[u8]> = fs[0].packets().collect();
+        let payloads: Vec<u8> = ps.iter().filter_map(|p| rtp_payload(p)).map(|p| p[0]).collect();
+        assert_eq!(payloads, vec![0x67, 0x68, 0x65]);
+        assert!(ps
+            .windows(2)
+            .all(|w| u16::from_be_bytes([w[1][2], w[1][3]]) == u16::from_be_bytes([w[0][2], w[0][3]]).wrapping_add(1)));
+        assert!(ps.iter().all(|p| p[4..8] == ps[2][4..8]), "one timestamp");
+        assert!(fs[0].key);
+        // Only once.
+        hub.packet(0, &rtp(901, 6050, true, &[0x65, 4]), t + Duration::from_secs(1));
+        fs.clear();
+        old.viewer.take(&mut fs);
+        assert_eq!(fs[0].packets().count(), 1);
     }
 }

@@ -142,6 +142,45 @@ pub fn parse(sdp: &[u8]) -> Option<Description> {
 }
 
 impl Description {
+    /// This description with `nals` (NAL units without start codes) as the video's parameter
+    /// sets: in `param_sets`, and in the `a=fmtp` line's `sprop-*` for viewers who DESCRIBE next.
+    pub fn with_param_sets(&self, nals: &[&[u8]]) -> Description {
+        let b64 = |n: &&[u8]| base64::engine::general_purpose::STANDARD.encode(n);
+        let mut d = self.clone();
+        d.param_sets.clear();
+        for n in nals {
+            d.param_sets.extend_from_slice(&[0, 0, 0, 1]);
+            d.param_sets.extend_from_slice(n);
+        }
+        let sprop = match self.codec {
+            VideoCodec::H264 => {
+                vec![format!("sprop-parameter-sets={}", nals.iter().map(b64).collect::<Vec<_>>().join(","))]
+            }
+            VideoCodec::H265 => [(32, "vps"), (33, "sps"), (34, "pps")]
+                .iter()
+                .filter_map(|&(t, k)| {
+                    let v: Vec<String> =
+                        nals.iter().filter(|n| n.first().map(|b| (b >> 1) & 0x3f) == Some(t)).map(b64).collect();
+                    (!v.is_empty()).then(|| format!("sprop-{k}={}", v.join(",")))
+                })
+                .collect(),
+        };
+        let v = &mut d.tracks[0];
+        let prefix = format!("a=fmtp:{} ", v.payload_type);
+        match v.media_lines.iter_mut().find(|l| l.starts_with(&prefix)) {
+            Some(line) => {
+                let kept = line[prefix.len()..]
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty() && !p.starts_with("sprop-"));
+                let params: Vec<String> = kept.map(String::from).chain(sprop).collect();
+                *line = format!("{prefix}{}", params.join("; "));
+            }
+            None => v.media_lines.push(format!("{prefix}{}", sprop.join("; "))),
+        }
+        d
+    }
+
     /// The video track (always present).
     pub fn video(&self) -> &Track {
         &self.tracks[0]
@@ -202,6 +241,20 @@ mod tests {
         let a = &d.tracks[1];
         assert_eq!((a.encoding.as_str(), a.clock_rate, a.payload_type), ("MPEG4-GENERIC", 16000, 97));
         assert!(d.viewer_sdp("main", 1).contains("a=fmtp:97 streamtype=5;mode=AAC-hbr;config=1408;sizelength=13\r\n"));
+    }
+
+    #[test]
+    fn new_parameter_sets_replace_the_sprop() {
+        let d = parse(HIK.as_bytes()).unwrap().with_param_sets(&[&[0x67, 1, 2, 3], &[0x68, 4]]);
+        assert_eq!(d.param_sets, vec![0, 0, 0, 1, 0x67, 1, 2, 3, 0, 0, 0, 1, 0x68, 4]);
+        let sdp = d.viewer_sdp("main", 1);
+        assert!(
+            sdp.contains(
+                "a=fmtp:96 profile-level-id=420029; packetization-mode=1; sprop-parameter-sets=ZwECAw==,aAQ=\r\n"
+            ),
+            "{sdp}"
+        );
+        assert!(!sdp.contains("Z01AKI2N"), "{sdp}");
     }
 
     #[test]

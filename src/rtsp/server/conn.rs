@@ -171,9 +171,17 @@ async fn handle(st: &mut State, ctx: &ServerCtx, tx: &mpsc::Sender<Out>, req: Re
                 let _ = tx.send(respond(461, &[], b"")).await;
                 return false;
             };
-            let tracks = match hub.description() {
-                Some(d) => d.tracks.len(),
-                None => hub.wait_description(DESCRIBE_WAIT).await.map_or(0, |d| d.tracks.len()),
+            if st.demand.is_none() {
+                // A client may SETUP without DESCRIBE: an on-demand stream must start for it too.
+                st.demand = Some(hub.demand());
+            }
+            let desc = match hub.description() {
+                Some(d) => Some(d),
+                None => hub.wait_description(DESCRIBE_WAIT).await,
+            };
+            let Some(tracks) = desc.map(|d| d.tracks.len()) else {
+                let _ = tx.send(respond(503, &[("Retry-After", "5".into())], b"")).await;
+                return false;
             };
             let Some(track) = sdp::track_of(path, name).filter(|&t| t < tracks) else {
                 let _ = tx.send(respond(404, &[], b"")).await;
@@ -186,9 +194,6 @@ async fn handle(st: &mut State, ctx: &ServerCtx, tx: &mpsc::Sender<Out>, req: Re
             }
             let channel = ch.map_or(default_channel(track), |c| c.0);
             st.channels[track] = Some(channel);
-            if st.demand.is_none() {
-                st.demand = Some(hub.demand());
-            }
             st.stream = Some(hub.clone());
             if st.session.is_none() {
                 st.session = Some(format!("{:016X}", rand::random::<u64>()));
