@@ -4,6 +4,7 @@
 - raw:    a raw RTSP/RTP client (TCP): PLAY sent -> the first keyframe's last packet received.
 - ffmpeg: the ffmpeg CLI with default options (`ffmpeg -i URL -frames:v 1 -f null -`): process
           start -> exit after the first decoded frame (includes starting ffmpeg and connecting).
+- ffmpeg-start: the same CLI reading a tiny synthetic source (no network): its own start-up.
 - pyav:   PyAV with Home Assistant's stream-worker options (rtsp_flags=prefer_tcp, timeout=5 s,
           av.open timeout 30 s): av.open() called -> first decoded video frame.
 
@@ -132,6 +133,17 @@ def ffmpeg_join(url):
     return time.monotonic() - t0
 
 
+def ffmpeg_start(_url):
+    """The same CLI's own start-up and exit (no network), to read the ffmpeg figures against."""
+    t0 = time.monotonic()
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "nullsrc=s=64x64", "-frames:v", "1", "-f", "null", "-"],
+        check=True,
+        timeout=60,
+    )
+    return time.monotonic() - t0
+
+
 def pyav_join(url):
     import av  # noqa: PLC0415
 
@@ -164,7 +176,7 @@ def pyav_decode(url, want=10):
         container.close()
 
 
-CLIENTS = {"raw": raw_join, "ffmpeg": ffmpeg_join, "pyav": pyav_join}
+CLIENTS = {"raw": raw_join, "ffmpeg": ffmpeg_join, "ffmpeg-start": ffmpeg_start, "pyav": pyav_join}
 
 
 def p95(xs):

@@ -254,13 +254,15 @@ async def main():
     ap.add_argument("--viewers", default="10,50")
     ap.add_argument("--window", type=float, default=10)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sound", default="aac", help="the simulated doorbell's sound: aac, pcmu, pcma, none")
+    ap.add_argument("--bridge", default=BRIDGE, help="the doorbell-bridge binary to measure")
     a = ap.parse_args()
-    for b in (BRIDGE, SIM):
+    for b in (a.bridge, SIM):
         if not os.path.exists(b):
             sys.exit(f"missing {b}: cargo build --release --bin doorbell-bridge --example rtsp_sim")
     procs = []
     try:
-        sim = subprocess.Popen([SIM], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        sim = subprocess.Popen([SIM, "0", "0", a.sound], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(sim)
         line = sim.stdout.readline().split()
         sim_rtsp = line[0].split("=")[1]
@@ -276,11 +278,11 @@ async def main():
                 "streams: {main: {path: /Streaming/Channels/101/}}\n"
                 "coiot: {enabled: false}\nonvif: {enabled: false}\n"
             )
-        bridge = subprocess.Popen([BRIDGE, "--config", cfg], stdout=subprocess.DEVNULL)
+        bridge = subprocess.Popen([a.bridge, "--config", cfg], stdout=subprocess.DEVNULL)
         procs.append(bridge)
         src = f"rtsp://admin:ABCDEF@{sim_rtsp}/Streaming/Channels/101/"
         gst = subprocess.Popen(
-            ["/usr/bin/python3", os.path.join(ROOT, "bench/gst_rtsp_proxy.py"), src, str(gport), "aac"],
+            ["/usr/bin/python3", os.path.join(ROOT, "bench/gst_rtsp_proxy.py"), src, str(gport), a.sound],
             stdout=subprocess.PIPE, text=True,
         )
         procs.append(gst)

@@ -158,6 +158,19 @@ async fn a_gst_rtsp_server_camera_with_aac_or_g711_is_heard_by_every_client() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyav_hears_the_simulated_aac_and_g711_doorbells() {
+    use doorbell_bridge::sim::audio::SimAudio;
+    for (audio, ff) in [(SimAudio::Aac, "aac"), (SimAudio::Pcmu, "pcm_mulaw")] {
+        let rig = Rig::start_with(SimOptions { audio, ..SimOptions::default() }, |_| {}).await;
+        rig.wait_main().await;
+        let p = pyav_decode(&rig.url("main")).await;
+        assert_eq!(p["codecs"], serde_json::json!(["video:h264", format!("audio:{ff}")]), "{p}");
+        assert!(p["video"].as_u64() >= Some(10) && p["audio"].as_u64() >= Some(10), "{p}");
+        rig.stop().await;
+    }
+}
+
 /// p95 of a client's first-frame times over random joins, per URL, from bench/first_frame.py.
 async fn first_frames(urls: &[&str], joins: usize) -> serde_json::Value {
     let joins = joins.to_string();

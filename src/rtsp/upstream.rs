@@ -48,8 +48,7 @@ pub async fn run(hub: Arc<StreamHub>, up: Upstream, shutdown: CancellationToken)
     let group = Arc::new(SessionGroup::default());
     let mut backoff = BACKOFF_MIN;
     let mut demand = hub.demand_watch();
-    // When the last playing session was lost, and when we last retried at once after a loss.
-    let mut lost_at: Option<Instant> = None;
+    // When a playing session was last lost and retried at once; retries stay fast for a while after.
     let mut instant_retry_at: Option<Instant> = None;
     loop {
         if hub.config.on_demand {
@@ -79,18 +78,18 @@ pub async fn run(hub: Arc<StreamHub>, up: Upstream, shutdown: CancellationToken)
                 let now = Instant::now();
                 let mut wait = jitter(backoff);
                 if played {
-                    lost_at = Some(now);
-                    backoff = BACKOFF_MIN;
                     // The first retry after a loss goes at once, unless the last loss was recent
-                    // too (a doorbell that plays and drops again must not be hammered).
+                    // too (a doorbell that plays and drops again must not be hammered: backoff
+                    // keeps growing then).
                     if instant_retry_at.is_none_or(|t| now.duration_since(t) > HEALTHY_AFTER) {
                         instant_retry_at = Some(now);
+                        backoff = BACKOFF_MIN;
                         wait = Duration::ZERO;
                     }
                 }
                 if e.kind() == ErrorKind::Unavailable {
                     // Its sessions are taken: give stale ones time to expire.
-                    wait = wait.max(jitter(SESSION_LIMIT_BACKOFF));
+                    wait = wait.max(SESSION_LIMIT_BACKOFF.mul_f64(1.0 + rand::random::<f64>() * 0.5));
                 }
                 tracing::warn!("stream {}: {}; retrying in {:.1}s", hub.name, one_line(&e.chain()), wait.as_secs_f64());
                 hub.set_state(UpstreamState::Backoff);
@@ -99,7 +98,7 @@ pub async fn run(hub: Arc<StreamHub>, up: Upstream, shutdown: CancellationToken)
                     _ = shutdown.cancelled() => break,
                 }
                 if !wait.is_zero() {
-                    let fast = lost_at.is_some_and(|t| t.elapsed() < FAST_WINDOW);
+                    let fast = instant_retry_at.is_some_and(|t| t.elapsed() < FAST_WINDOW);
                     backoff = (backoff * 2).min(if fast { BACKOFF_FAST_MAX } else { BACKOFF_MAX });
                 }
             }
