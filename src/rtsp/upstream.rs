@@ -212,3 +212,18 @@ async fn run_once(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_log_on_one_line_and_jitter_stays_in_range() {
+        let e = "session failed: RTSP framing error\n\nconn: 127.0.0.1:1->127.0.0.1:2\r\n  msg: 7 bytes";
+        assert_eq!(one_line(e), "session failed: RTSP framing error; conn: 127.0.0.1:1->127.0.0.1:2; msg: 7 bytes");
+        for _ in 0..100 {
+            let j = jitter(Duration::from_millis(800));
+            assert!(j >= Duration::from_millis(400) && j <= Duration::from_millis(800), "{j:?}");
+        }
+    }
+}
