@@ -124,6 +124,10 @@ pub fn parse(sdp: &[u8]) -> Option<Description> {
     for (i, sec) in sections(text).iter().enumerate() {
         let mut ps = Vec::new();
         let Some(t) = track(sec, i, &mut ps) else { continue };
+        if t.media_lines.iter().any(|l| l == "a=sendonly") {
+            // The doorbell's speaker (an ONVIF backchannel): nothing to relay to viewers.
+            continue;
+        }
         if t.media == "video" && video.is_none() {
             let codec = match t.encoding.as_str() {
                 "H264" => VideoCodec::H264,
@@ -214,13 +218,14 @@ mod tests {
         m=video 0 RTP/AVP 96\r\nb=AS:4096\r\na=control:rtsp://192.0.2.10:554/Streaming/Channels/101/trackID=1\r\n\
         a=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=420029; packetization-mode=1; sprop-parameter-sets=Z01AKI2NQDwBE/LAPEiJqA==,aO44gA==\r\n\
         m=audio 0 RTP/AVP 0\r\na=control:rtsp://192.0.2.10:554/Streaming/Channels/101/trackID=2\r\n\
-        m=application 0 RTP/AVP 107\r\na=rtpmap:107 isapi.metadata/90000\r\n";
+        m=application 0 RTP/AVP 107\r\na=rtpmap:107 isapi.metadata/90000\r\n\
+        m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendonly\r\n";
 
     #[test]
     fn picks_video_and_audio_and_rewrites() {
         let d = parse(HIK.as_bytes()).unwrap();
         assert_eq!(d.codec, VideoCodec::H264);
-        assert_eq!(d.tracks.len(), 2, "metadata is not relayed");
+        assert_eq!(d.tracks.len(), 2, "metadata and the backchannel are not relayed");
         assert_eq!(d.video().payload_type, 96);
         assert_eq!((d.tracks[1].encoding.as_str(), d.tracks[1].clock_rate, d.tracks[1].upstream), ("PCMU", 8000, 1));
         assert_eq!(&d.param_sets[..5], &[0, 0, 0, 1, 0x67]);
