@@ -46,10 +46,8 @@ enum End {
 
 pub async fn run(hub: Arc<StreamHub>, up: Upstream, shutdown: CancellationToken) {
     let group = Arc::new(SessionGroup::default());
-    let mut backoff = BACKOFF_MIN;
+    let mut retry = Retry::default();
     let mut demand = hub.demand_watch();
-    // When a playing session was last lost and retried at once; retries stay fast for a while after.
-    let mut instant_retry_at: Option<Instant> = None;
     loop {
         if hub.config.on_demand {
             hub.set_state(UpstreamState::Idle);
@@ -67,39 +65,18 @@ pub async fn run(hub: Arc<StreamHub>, up: Upstream, shutdown: CancellationToken)
         match res {
             Ok(End::Shutdown) => break,
             Ok(End::Idle) => {
-                backoff = BACKOFF_MIN;
+                retry.backoff = BACKOFF_MIN;
                 continue;
             }
             Err(e) => {
                 let played = hub.state() == UpstreamState::Connected;
-                if started.elapsed() > HEALTHY_AFTER {
-                    backoff = BACKOFF_MIN;
-                }
-                let now = Instant::now();
-                let mut wait = jitter(backoff);
-                if played {
-                    // The first retry after a loss goes at once, unless the last loss was recent
-                    // too (a doorbell that plays and drops again must not be hammered: backoff
-                    // keeps growing then).
-                    if instant_retry_at.is_none_or(|t| now.duration_since(t) > HEALTHY_AFTER) {
-                        instant_retry_at = Some(now);
-                        backoff = BACKOFF_MIN;
-                        wait = Duration::ZERO;
-                    }
-                }
-                if e.kind() == ErrorKind::Unavailable {
-                    // Its sessions are taken: give stale ones time to expire.
-                    wait = wait.max(SESSION_LIMIT_BACKOFF.mul_f64(1.0 + rand::random::<f64>() * 0.5));
-                }
+                let limit = e.kind() == ErrorKind::Unavailable;
+                let wait = retry.after(Instant::now(), played, started.elapsed(), limit, rand::random());
                 tracing::warn!("stream {}: {}; retrying in {:.1}s", hub.name, one_line(&e.chain()), wait.as_secs_f64());
                 hub.set_state(UpstreamState::Backoff);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {},
                     _ = shutdown.cancelled() => break,
-                }
-                if !wait.is_zero() {
-                    let fast = instant_retry_at.is_some_and(|t| t.elapsed() < FAST_WINDOW);
-                    backoff = (backoff * 2).min(if fast { BACKOFF_FAST_MAX } else { BACKOFF_MAX });
                 }
             }
         }
@@ -107,10 +84,45 @@ pub async fn run(hub: Arc<StreamHub>, up: Upstream, shutdown: CancellationToken)
     hub.set_state(UpstreamState::Stopped);
 }
 
-/// `d` scaled by a random factor in [0.5, 1], so bridges that lost the doorbell together
-/// (a power cut) don't retry in lockstep.
-pub fn jitter(d: Duration) -> Duration {
-    d.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+/// When to try the doorbell again, pure (time and chance passed in).
+pub struct Retry {
+    backoff: Duration,
+    /// When a playing session was last lost and retried at once; retries stay fast for a while.
+    instant_at: Option<Instant>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { backoff: BACKOFF_MIN, instant_at: None }
+    }
+}
+
+impl Retry {
+    /// How long to wait after a session that ran for `ran` ended in an error at `now`: `played`
+    /// when it had been playing, `limit` when the doorbell refused for its session limit;
+    /// `rnd` in [0, 1) jitters the wait.
+    pub fn after(&mut self, now: Instant, played: bool, ran: Duration, limit: bool, rnd: f64) -> Duration {
+        if ran > HEALTHY_AFTER {
+            self.backoff = BACKOFF_MIN;
+        }
+        let mut wait = self.backoff.mul_f64(0.5 + rnd * 0.5);
+        // The first retry after a loss goes at once, unless the last one was recent too (a
+        // doorbell that plays and drops again must not be hammered: backoff keeps growing).
+        if played && self.instant_at.is_none_or(|t| now.saturating_duration_since(t) > HEALTHY_AFTER) {
+            self.instant_at = Some(now);
+            self.backoff = BACKOFF_MIN;
+            wait = Duration::ZERO;
+        }
+        if limit {
+            // Its sessions are taken: give stale ones time to expire.
+            wait = wait.max(SESSION_LIMIT_BACKOFF.mul_f64(1.0 + rnd * 0.5));
+        }
+        if !wait.is_zero() {
+            let fast = self.instant_at.is_some_and(|t| now.saturating_duration_since(t) < FAST_WINDOW);
+            self.backoff = (self.backoff * 2).min(if fast { BACKOFF_FAST_MAX } else { BACKOFF_MAX });
+        }
+        wait
+    }
 }
 
 /// An error as one log line: retina's messages carry the connection's context on lines of their own.
@@ -218,12 +230,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn errors_log_on_one_line_and_jitter_stays_in_range() {
+    fn a_loss_is_retried_at_once_then_fast_then_backing_off_and_a_full_doorbell_is_left_alone() {
+        let t0 = Instant::now();
+        let mut r = Retry::default();
+        let ms = |d: Duration| d.as_millis() as u64;
+        // A playing session is lost: at once.
+        assert_eq!(r.after(t0, true, Duration::from_secs(60), false, 0.99), Duration::ZERO);
+        // The doorbell is away: 250, 500, then at most 800 ms apart while the loss is recent.
+        let mut t = t0;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let w = r.after(t, false, Duration::ZERO, false, 0.99);
+            waits.push(ms(w));
+            t += w;
+        }
+        assert_eq!(&waits[..3], &[248, 497, 796]);
+        assert!(waits.iter().all(|&w| w <= 800), "{waits:?}");
+        // Past the fast window it backs off to 10 s.
+        let mut w = Duration::ZERO;
+        for _ in 0..10 {
+            w = r.after(t0 + FAST_WINDOW + Duration::from_secs(1), false, Duration::ZERO, false, 0.99);
+        }
+        assert!(ms(w) > 9_000 && w <= BACKOFF_MAX, "{w:?}");
+        // A second loss soon after the first is not retried at once.
+        let soon = t0 + Duration::from_secs(20);
+        assert!(r.after(soon, true, Duration::from_secs(5), false, 0.0) > Duration::ZERO);
+        // Its 3 sessions taken (453/503): 5 s at least, even right after a loss.
+        let mut r = Retry::default();
+        assert!(r.after(t0, true, Duration::from_secs(60), true, 0.0) >= SESSION_LIMIT_BACKOFF);
+        assert!(r.after(t0, false, Duration::ZERO, true, 0.99) <= SESSION_LIMIT_BACKOFF.mul_f64(1.5));
+    }
+
+    #[test]
+    fn errors_log_on_one_line() {
         let e = "session failed: RTSP framing error\n\nconn: 127.0.0.1:1->127.0.0.1:2\r\n  msg: 7 bytes";
         assert_eq!(one_line(e), "session failed: RTSP framing error; conn: 127.0.0.1:1->127.0.0.1:2; msg: 7 bytes");
-        for _ in 0..100 {
-            let j = jitter(Duration::from_millis(800));
-            assert!(j >= Duration::from_millis(400) && j <= Duration::from_millis(800), "{j:?}");
-        }
     }
 }
