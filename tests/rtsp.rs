@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use doorbell_bridge::media::VideoCodec;
+use doorbell_bridge::rtsp::hub::rtp_payload;
 use doorbell_bridge::rtsp::server::auth::digest_authorization;
 use doorbell_bridge::rtsp::server::codec;
 use futures::StreamExt;
@@ -393,4 +394,58 @@ async fn on_demand_stream_frees_the_doorbell_slot_and_the_session_limit_is_respe
     tokio::time::timeout(Duration::from_secs(10), rig.app).await.expect("the bridge stops").unwrap();
     assert_eq!(rig.sim.state.rtsp_teardowns.load(Ordering::SeqCst), 2, "main torn down on stop");
     rig.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolution_change_reaches_watching_viewers_in_band_and_new_ones_in_the_sdp() {
+    use base64::Engine;
+    let rig = Rig::start(|_| {}).await;
+    rig.wait_main().await;
+    let url = rig.url("main");
+    let (mut c, _) = Raw::play(rig.rtsp, &url).await;
+    let small = doorbell_bridge::sim::rtsp::clip_of(1);
+    let sps_b64 = small.sprop.split(',').next().unwrap().to_string();
+    let sps = base64::engine::general_purpose::STANDARD.decode(&sps_b64).unwrap();
+    let mut s = TcpStream::connect(rig.sim.http_addr).await.unwrap();
+    s.write_all(
+        b"POST /sim/resolution?size=768x1024 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The viewer who watches gets the new SPS, then PPS and an IDR, with no picture between.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let p = tokio::time::timeout_at(deadline.into(), c.rtp()).await.expect("the new SPS in time").unwrap();
+        if rtp_payload(&p) == Some(&sps[..]) {
+            break;
+        }
+    }
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        let p = c.rtp().await.unwrap();
+        let pl = rtp_payload(&p).unwrap();
+        let t = if pl[0] & 0x1f == 28 { pl[1] & 0x1f } else { pl[0] & 0x1f };
+        if t != 6 && kinds.last() != Some(&t) {
+            kinds.push(t);
+        }
+    }
+    assert_eq!(kinds, vec![8, 5, 1], "PPS, IDR, then pictures (SEI left aside)");
+    // Whoever DESCRIBEs now is told the new parameter sets.
+    let mut d = Raw::connect(rig.rtsp).await;
+    let r = d.request("DESCRIBE", &url, &[]).await;
+    assert_eq!(r.status, 200);
+    let sdp = String::from_utf8_lossy(&r.body).to_string();
+    assert!(sdp.contains(&format!("sprop-parameter-sets={sps_b64}")), "{sdp}");
+    // And a new player decodes the new size.
+    let out = run_tool(
+        "ffprobe",
+        &["-v", "error", "-rtsp_transport", "tcp", "-show_entries", "stream=width,height", "-of", "csv=p=0", &url],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("768,1024"), "{}", String::from_utf8_lossy(&out.stdout));
+    rig.stop().await;
 }

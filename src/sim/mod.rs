@@ -78,6 +78,8 @@ pub struct SimState {
     pub rtsp_sessions_peak: AtomicUsize,
     /// Sessions a client ended with TEARDOWN (the DB1 keeps the others counted until they time out).
     pub rtsp_teardowns: AtomicUsize,
+    /// Which clip (index into `rtsp::CLIP_SIZES`) the video streams.
+    pub resolution: AtomicUsize,
     pub snapshot_requests: AtomicU64,
     pub rings: AtomicU64,
     pub coiot_sent: AtomicU64,
@@ -173,6 +175,7 @@ fn router(ctx: Ctx) -> Router {
         .route("/sim/ring", post(sim_ring))
         .route("/sim/motion", post(sim_motion))
         .route("/sim/reboot", post(sim_reboot))
+        .route("/sim/resolution", post(sim_resolution))
         .route("/sim/status", get(sim_status))
         .with_state(ctx)
 }
@@ -205,6 +208,22 @@ async fn sim_motion(State(ctx): State<Ctx>, Query(q): Query<MotionQuery>) -> Res
     ctx.state.motion.lock().unwrap().insert(sensor.clone(), on);
     ctx.state.onvif.motion(&sensor, on);
     Json(json!({"sensor": sensor, "state": on})).into_response()
+}
+
+#[derive(Deserialize)]
+struct ResolutionQuery {
+    size: String,
+}
+
+/// The owner changes the main stream's resolution in the app: the stream goes on with new
+/// parameter sets in-band before the next keyframe.
+async fn sim_resolution(State(ctx): State<Ctx>, Query(q): Query<ResolutionQuery>) -> Response {
+    let Some(i) = rtsp::CLIP_SIZES.iter().position(|s| *s == q.size) else {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "size must be one of the clips' sizes"})))
+            .into_response();
+    };
+    ctx.state.resolution.store(i, Ordering::SeqCst);
+    Json(json!({"size": q.size})).into_response()
 }
 
 async fn sim_reboot(State(ctx): State<Ctx>) -> Json<serde_json::Value> {

@@ -22,8 +22,11 @@ use crate::rtsp::keyframe::split_annexb;
 use crate::rtsp::server::auth::Challenge;
 use crate::rtsp::server::codec::{self, Item, Request};
 
-/// Raw Annex B H.264, made by `tests/data/rtsp/make_clip.sh`.
+/// Raw Annex B H.264, made by `tests/data/rtsp/make_clip.sh`: the main stream, and the same at
+/// half the resolution (`POST /sim/resolution`).
 static CLIP: &[u8] = include_bytes!("../../tests/data/rtsp/doorbell_1536x2048_15fps.h264");
+static CLIP_SMALL: &[u8] = include_bytes!("../../tests/data/rtsp/doorbell_768x1024_15fps.h264");
+pub const CLIP_SIZES: [&str; 2] = ["1536x2048", "768x1024"];
 pub const FPS: u32 = 15;
 const TS_PER_FRAME: u32 = 90_000 / FPS;
 /// EZVIZ DB1 / Hikvision DS-HD1: at most 3 simultaneous RTSP sessions; the 4th gets 453.
@@ -42,8 +45,14 @@ pub struct Clip {
 }
 
 pub fn clip() -> &'static Clip {
-    static C: OnceLock<Clip> = OnceLock::new();
-    C.get_or_init(|| build_clip(CLIP))
+    clip_of(0)
+}
+
+/// The clip for `CLIP_SIZES[i]` (the first past the end).
+pub fn clip_of(i: usize) -> &'static Clip {
+    static C: [OnceLock<Clip>; 2] = [OnceLock::new(), OnceLock::new()];
+    let i = i.min(1);
+    C[i].get_or_init(|| build_clip([CLIP, CLIP_SMALL][i]))
 }
 
 fn packetize(nal: &[u8], out: &mut Vec<Vec<u8>>) {
@@ -138,6 +147,10 @@ struct Session {
     seq: u16,
     ts: u32,
     frame: usize,
+    /// Index of the clip being streamed (follows `SimState::resolution` at its keyframes).
+    clip: usize,
+    /// Video frames sent since PLAY: the clock the sound follows.
+    ticks: u64,
     playing: bool,
     audio: Option<AudioOut>,
 }
@@ -186,6 +199,12 @@ async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Ar
                     break; // rebooting: every session drops
                 }
                 if let Some(s) = sess.as_mut().filter(|s| s.playing) {
+                    let want = state.resolution.load(Ordering::SeqCst);
+                    if want != s.clip {
+                        // Like the doorbell: the new stream starts at a keyframe, SPS/PPS in-band.
+                        s.clip = want;
+                        s.frame = 0;
+                    }
                     let mut out = next_frame(s);
                     next_audio(s, &mut out);
                     if sock.write_all(&out).await.is_err() {
@@ -203,7 +222,7 @@ async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Ar
 
 /// The audio packets due by the video frame just sent, so sound and picture share one clock.
 fn next_audio(s: &mut Session, out: &mut Vec<u8>) {
-    let frames = s.frame as u64;
+    let frames = s.ticks;
     let Some(a) = s.audio.as_mut() else { return };
     let due = frames * a.sound.clock_rate as u64 / FPS as u64;
     while (a.sent + 1) * a.sound.samples as u64 <= due {
@@ -224,7 +243,7 @@ fn next_audio(s: &mut Session, out: &mut Vec<u8>) {
 
 fn next_frame(s: &mut Session) -> Vec<u8> {
     let Some(channel) = s.channel else { return Vec::new() };
-    let c = clip();
+    let c = clip_of(s.clip);
     let payloads = &c.frames[s.frame % c.frames.len()];
     let mut out = Vec::with_capacity(payloads.iter().map(|p| p.len() + 16).sum());
     for (i, p) in payloads.iter().enumerate() {
@@ -241,6 +260,7 @@ fn next_frame(s: &mut Session) -> Vec<u8> {
     }
     s.ts = s.ts.wrapping_add(TS_PER_FRAME);
     s.frame += 1;
+    s.ticks += 1;
     out
 }
 
@@ -273,11 +293,13 @@ fn answer(
     let session_hdr = |s: &Session| ("Session", format!("{};timeout=60", s.id));
     match req.method.as_str() {
         "DESCRIBE" => {
-            let c = clip();
+            let res = state.resolution.load(Ordering::SeqCst).min(CLIP_SIZES.len() - 1);
+            let c = clip_of(res);
+            let dims = CLIP_SIZES[res].replace('x', ",");
             let sdp = format!(
                 "v=0\r\no=- 1109162014219182 1109162014219192 IN IP4 {ip}\r\ns=Media Presentation\r\ne=NONE\r\n\
                  b=AS:5050\r\nt=0 0\r\na=control:{base}\r\nm=video 0 RTP/AVP {PT}\r\nc=IN IP4 0.0.0.0\r\n\
-                 b=AS:5000\r\na=recvonly\r\na=x-dimensions:1536,2048\r\na=control:{base}trackID=1\r\n\
+                 b=AS:5000\r\na=recvonly\r\na=x-dimensions:{dims}\r\na=control:{base}trackID=1\r\n\
                  a=rtpmap:{PT} H264/90000\r\na=fmtp:{PT} profile-level-id={pl}; packetization-mode=1; \
                  sprop-parameter-sets={sp}\r\na=framerate:{FPS}.0\r\n",
                 ip = addr.ip(),
@@ -324,6 +346,8 @@ fn answer(
                     seq: rand::random(),
                     ts: rand::random(),
                     frame: 0,
+                    clip: state.resolution.load(Ordering::SeqCst),
+                    ticks: 0,
                     playing: false,
                     audio: None,
                 });
@@ -358,6 +382,7 @@ fn answer(
             if !s.playing {
                 s.playing = true;
                 s.frame = 0; // a camera starts a new client at a keyframe
+                s.ticks = 0;
                 if let Some(a) = s.audio.as_mut() {
                     a.sent = 0;
                 }

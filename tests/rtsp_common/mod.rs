@@ -98,6 +98,7 @@ pub struct Raw {
 pub struct Resp {
     pub status: u16,
     pub head: String,
+    pub body: Vec<u8>,
 }
 
 impl Resp {
@@ -138,9 +139,10 @@ impl Raw {
                             .find_map(|l| l.strip_prefix("Content-Length:").map(|v| v.trim().parse().unwrap()))
                             .unwrap_or(0);
                         if self.buf.len() >= i + 4 + len {
+                            let body = self.buf[i + 4..i + 4 + len].to_vec();
                             self.buf.drain(..i + 4 + len);
                             let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-                            return Some(Got::Resp(Resp { status, head }));
+                            return Some(Got::Resp(Resp { status, head, body }));
                         }
                     }
                 }
