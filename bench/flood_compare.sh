@@ -75,7 +75,7 @@ run_gst() {
   "$b" demo --http-port 0 --rtsp-port 0 --sim-port "$sim" --data-dir "$data/demo" >/dev/null 2>&1 &
   local demo=$!
   sleep 1
-  /usr/bin/python3 bench/gst_rtsp_proxy.py "rtsp://admin:ABCDEF@127.0.0.1:$((sim + 1))/Streaming/Channels/101/" "$rtsp" 0.0.0.0 >/dev/null 2>&1 &
+  /usr/bin/python3 bench/gst_rtsp_proxy.py "rtsp://admin:ABCDEF@127.0.0.1:$((sim + 1))/Streaming/Channels/101/" "$rtsp" none 0.0.0.0 >/dev/null 2>&1 &
   local gst=$!
   sleep 2
   python3 bench/flood.py --host 127.0.0.1 --rtsp-port "$rtsp" --hold "$hold" --probe-only >"$data/lo.json" &

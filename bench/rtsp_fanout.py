@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """RTSP fan-out benchmark: Doorbell Bridge and a GStreamer RTSP proxy (rtspsrc feeding
 gst-rtsp-server, bench/gst_rtsp_proxy.py) side by side in one run, both relaying the same
-simulated doorbell stream (examples/rtsp_sim.rs), measured with the same clients.
+simulated doorbell stream (examples/rtsp_sim.rs: H.264 and AAC sound), measured with the same
+clients, which set up every track (video and audio).
 
     cargo build --release --bin doorbell-bridge --example rtsp_sim
     python3 bench/rtsp_fanout.py [--samples 30] [--viewers 10,50] [--window 10] [--rounds 5]
@@ -133,17 +134,20 @@ class Client:
         _, st, hdrs, body = await self.request("DESCRIBE", self.url, {"Accept": "application/sdp"})
         assert st == 200, f"DESCRIBE {st}"
         base = hdrs.get("content-base", self.url + "/")
-        control = None
+        # Every track (video, then the sound), as a player would: track i on channels 2i-2i+1.
+        controls = []
         in_media = False
         for line in body.decode().splitlines():
             if line.startswith("m="):
                 in_media = True
-            if in_media and line.startswith("a=control:"):
-                control = line[len("a=control:"):]
-                break
-        track = control if control and "://" in control else base.rstrip("/") + "/" + (control or "")
-        _, st, _, _ = await self.request("SETUP", track, {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
-        assert st == 200, f"SETUP {st}"
+                controls.append(None)
+            if in_media and line.startswith("a=control:") and controls[-1] is None:
+                controls[-1] = line[len("a=control:"):]
+        for i, control in enumerate(controls):
+            track = control if control and "://" in control else base.rstrip("/") + "/" + (control or "")
+            t = f"RTP/AVP/TCP;unicast;interleaved={2 * i}-{2 * i + 1}"
+            _, st, _, _ = await self.request("SETUP", track, {"Transport": t})
+            assert st == 200, f"SETUP {st}"
 
     async def play_until_keyframe(self):
         t0 = time.perf_counter()
@@ -250,13 +254,15 @@ async def main():
     ap.add_argument("--viewers", default="10,50")
     ap.add_argument("--window", type=float, default=10)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sound", default="aac", help="the simulated doorbell's sound: aac, pcmu, pcma, none")
+    ap.add_argument("--bridge", default=BRIDGE, help="the doorbell-bridge binary to measure")
     a = ap.parse_args()
-    for b in (BRIDGE, SIM):
+    for b in (a.bridge, SIM):
         if not os.path.exists(b):
             sys.exit(f"missing {b}: cargo build --release --bin doorbell-bridge --example rtsp_sim")
     procs = []
     try:
-        sim = subprocess.Popen([SIM], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        sim = subprocess.Popen([SIM, "0", "0", a.sound], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(sim)
         line = sim.stdout.readline().split()
         sim_rtsp = line[0].split("=")[1]
@@ -272,11 +278,11 @@ async def main():
                 "streams: {main: {path: /Streaming/Channels/101/}}\n"
                 "coiot: {enabled: false}\nonvif: {enabled: false}\n"
             )
-        bridge = subprocess.Popen([BRIDGE, "--config", cfg], stdout=subprocess.DEVNULL)
+        bridge = subprocess.Popen([a.bridge, "--config", cfg], stdout=subprocess.DEVNULL)
         procs.append(bridge)
         src = f"rtsp://admin:ABCDEF@{sim_rtsp}/Streaming/Channels/101/"
         gst = subprocess.Popen(
-            ["/usr/bin/python3", os.path.join(ROOT, "bench/gst_rtsp_proxy.py"), src, str(gport)],
+            ["/usr/bin/python3", os.path.join(ROOT, "bench/gst_rtsp_proxy.py"), src, str(gport), a.sound],
             stdout=subprocess.PIPE, text=True,
         )
         procs.append(gst)

@@ -1,224 +1,20 @@
 //! RTSP fan-out end to end: the bridge in front of the simulated doorbell, with real clients
 //! (ffprobe/ffmpeg, GStreamer's rtspsrc, retina) and a raw client that checks the bytes.
 
+mod rtsp_common;
+
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use doorbell_bridge::config::Config;
-use doorbell_bridge::demo::{demo_config, DemoOptions};
 use doorbell_bridge::media::VideoCodec;
 use doorbell_bridge::rtsp::hub::rtp_payload;
-use doorbell_bridge::rtsp::keyframe::is_key;
 use doorbell_bridge::rtsp::server::auth::digest_authorization;
 use doorbell_bridge::rtsp::server::codec;
-use doorbell_bridge::sim::{Sim, SimOptions};
-use doorbell_bridge::App;
 use futures::StreamExt;
+use rtsp_common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
-
-struct Rig {
-    sim: Sim,
-    rtsp: SocketAddr,
-    http: SocketAddr,
-    shutdown: CancellationToken,
-    app: tokio::task::JoinHandle<()>,
-    hub: std::sync::Arc<doorbell_bridge::rtsp::Hub>,
-    _dir: tempfile::TempDir,
-}
-
-impl Rig {
-    async fn start(tweak: impl FnOnce(&mut Config)) -> Rig {
-        let sim =
-            Sim::start(SimOptions { reboot_time: Duration::from_secs(3), ..SimOptions::default() }).await.unwrap();
-        let opts = DemoOptions { http_port: 0, rtsp_port: 0, sim_port: 0, data_dir: None };
-        let mut cfg = demo_config(&opts, &sim);
-        cfg.coiot.enabled = false;
-        cfg.onvif.enabled = false;
-        tweak(&mut cfg);
-        let dir = tempfile::tempdir().unwrap();
-        let app = App::build(cfg, dir.path().to_path_buf()).await.unwrap();
-        let (rtsp, http, hub) = (app.rtsp_addr(), app.http_addr(), app.rtsp_hub.clone());
-        let shutdown = CancellationToken::new();
-        let sd = shutdown.clone();
-        let app = tokio::spawn(async move {
-            let _ = app.run(sd).await;
-        });
-        Rig { sim, rtsp, http, shutdown, app, hub, _dir: dir }
-    }
-
-    fn url(&self, stream: &str) -> String {
-        format!("rtsp://{}/{stream}", self.rtsp)
-    }
-
-    /// Waits until the always-on `main` stream has a keyframe cached.
-    async fn wait_main(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while status(self.http).await["streams"]["main"]["frames_in"].as_u64().unwrap_or(0) < 3 {
-            assert!(Instant::now() < deadline, "main never started");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.app).await;
-        self.sim.stop().await;
-    }
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()
-}
-
-async fn status(addr: SocketAddr) -> serde_json::Value {
-    serde_json::from_str(&http_get(addr, "/api/status").await).unwrap()
-}
-
-async fn sim_status(sim: &Sim) -> serde_json::Value {
-    serde_json::from_str(&http_get(sim.http_addr, "/sim/status").await).unwrap()
-}
-
-/// A minimal RTSP client that shows the bytes: requests, and interleaved RTP.
-struct Raw {
-    sock: TcpStream,
-    buf: Vec<u8>,
-    cseq: u32,
-    session: Option<String>,
-}
-
-struct Resp {
-    status: u16,
-    head: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-}
-
-enum Got {
-    Resp(Resp),
-    Rtp(u8, Vec<u8>),
-}
-
-impl Raw {
-    async fn connect(addr: SocketAddr) -> Raw {
-        Raw { sock: TcpStream::connect(addr).await.unwrap(), buf: Vec::new(), cseq: 0, session: None }
-    }
-
-    async fn next(&mut self) -> Option<Got> {
-        loop {
-            if let Some(&b) = self.buf.first() {
-                if b == b'$' && self.buf.len() >= 4 {
-                    let n = u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize;
-                    if self.buf.len() >= 4 + n {
-                        let ch = self.buf[1];
-                        let p = self.buf[4..4 + n].to_vec();
-                        self.buf.drain(..4 + n);
-                        return Some(Got::Rtp(ch, p));
-                    }
-                } else if b != b'$' {
-                    if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&self.buf[..i]).to_string();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("Content-Length:").map(|v| v.trim().parse().unwrap()))
-                            .unwrap_or(0);
-                        if self.buf.len() >= i + 4 + len {
-                            self.buf.drain(..i + 4 + len);
-                            let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-                            return Some(Got::Resp(Resp { status, head }));
-                        }
-                    }
-                }
-            }
-            let mut tmp = [0u8; 65536];
-            let n = self.sock.read(&mut tmp).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            self.buf.extend_from_slice(&tmp[..n]);
-        }
-    }
-
-    async fn request(&mut self, method: &str, uri: &str, extra: &[(&str, String)]) -> Resp {
-        self.cseq += 1;
-        let mut r = format!("{method} {uri} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
-        if let Some(s) = &self.session {
-            r.push_str(&format!("Session: {s}\r\n"));
-        }
-        for (k, v) in extra {
-            r.push_str(&format!("{k}: {v}\r\n"));
-        }
-        r.push_str("\r\n");
-        self.sock.write_all(r.as_bytes()).await.unwrap();
-        loop {
-            match tokio::time::timeout(Duration::from_secs(15), self.next()).await.expect("answer in time") {
-                Some(Got::Resp(resp)) => {
-                    if let Some(s) = resp.header("Session") {
-                        self.session = Some(s.split(';').next().unwrap().to_string());
-                    }
-                    return resp;
-                }
-                Some(Got::Rtp(..)) => continue,
-                None => panic!("connection closed during {method}"),
-            }
-        }
-    }
-
-    /// DESCRIBE, SETUP (TCP interleaved 0-1), PLAY.
-    async fn play(addr: SocketAddr, url: &str) -> (Raw, Resp) {
-        let mut c = Raw::connect(addr).await;
-        assert_eq!(c.request("DESCRIBE", url, &[]).await.status, 200);
-        let t = ("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1".to_string());
-        assert_eq!(c.request("SETUP", &format!("{url}/trackID=0"), &[t]).await.status, 200);
-        let play = c.request("PLAY", url, &[("Range", "npt=0.000-".into())]).await;
-        assert_eq!(play.status, 200);
-        (c, play)
-    }
-
-    /// The next RTP packet on channel 0.
-    async fn rtp(&mut self) -> Option<Vec<u8>> {
-        loop {
-            match self.next().await? {
-                Got::Rtp(0, p) => return Some(p),
-                _ => continue,
-            }
-        }
-    }
-}
-
-fn seq(p: &[u8]) -> u16 {
-    u16::from_be_bytes([p[2], p[3]])
-}
-
-fn key(p: &[u8]) -> bool {
-    rtp_payload(p).is_some_and(|pl| is_key(VideoCodec::H264, pl))
-}
-
-async fn run_tool(cmd: &str, args: &[&str], limit: Duration) -> std::process::Output {
-    let child = tokio::process::Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd} must be installed (scripts/test installs it): {e}"));
-    tokio::time::timeout(limit, child.wait_with_output()).await.expect("tool finished in time").unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_clients_play_and_a_new_viewer_starts_at_a_keyframe() {
@@ -428,7 +224,10 @@ async fn viewers_survive_a_doorbell_reboot_with_continuous_numbering() {
         }
     }
     let back = back_at.expect("video came back");
-    assert!(back < Duration::from_secs(3 + 5 + 2), "video back after {back:?}");
+    // The doorbell is away 3 s; it starts a new session at a keyframe, so video is back within
+    // 1 s of the doorbell (the first retry goes at once, the next ones back off to <= 0.8 s).
+    assert!(back < Duration::from_millis(3000 + 1000 + 200), "video back after {back:?}");
+    println!("doorbell away 3 s: video back {:.0} ms after the reboot began", back.as_secs_f64() * 1000.0);
     assert!(keys_after > 0);
     let st = status(rig.http).await;
     assert!(st["streams"]["main"]["reconnects"].as_u64().unwrap() >= 1, "{st}");
@@ -595,4 +394,58 @@ async fn on_demand_stream_frees_the_doorbell_slot_and_the_session_limit_is_respe
     tokio::time::timeout(Duration::from_secs(10), rig.app).await.expect("the bridge stops").unwrap();
     assert_eq!(rig.sim.state.rtsp_teardowns.load(Ordering::SeqCst), 2, "main torn down on stop");
     rig.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolution_change_reaches_watching_viewers_in_band_and_new_ones_in_the_sdp() {
+    use base64::Engine;
+    let rig = Rig::start(|_| {}).await;
+    rig.wait_main().await;
+    let url = rig.url("main");
+    let (mut c, _) = Raw::play(rig.rtsp, &url).await;
+    let small = doorbell_bridge::sim::rtsp::clip_of(1);
+    let sps_b64 = small.sprop.split(',').next().unwrap().to_string();
+    let sps = base64::engine::general_purpose::STANDARD.decode(&sps_b64).unwrap();
+    let mut s = TcpStream::connect(rig.sim.http_addr).await.unwrap();
+    s.write_all(
+        b"POST /sim/resolution?size=768x1024 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The viewer who watches gets the new SPS, then PPS and an IDR, with no picture between.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let p = tokio::time::timeout_at(deadline.into(), c.rtp()).await.expect("the new SPS in time").unwrap();
+        if rtp_payload(&p) == Some(&sps[..]) {
+            break;
+        }
+    }
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        let p = c.rtp().await.unwrap();
+        let pl = rtp_payload(&p).unwrap();
+        let t = if pl[0] & 0x1f == 28 { pl[1] & 0x1f } else { pl[0] & 0x1f };
+        if t != 6 && kinds.last() != Some(&t) {
+            kinds.push(t);
+        }
+    }
+    assert_eq!(kinds, vec![8, 5, 1], "PPS, IDR, then pictures (SEI left aside)");
+    // Whoever DESCRIBEs now is told the new parameter sets.
+    let mut d = Raw::connect(rig.rtsp).await;
+    let r = d.request("DESCRIBE", &url, &[]).await;
+    assert_eq!(r.status, 200);
+    let sdp = String::from_utf8_lossy(&r.body).to_string();
+    assert!(sdp.contains(&format!("sprop-parameter-sets={sps_b64}")), "{sdp}");
+    // And a new player decodes the new size.
+    let out = run_tool(
+        "ffprobe",
+        &["-v", "error", "-rtsp_transport", "tcp", "-show_entries", "stream=width,height", "-of", "csv=p=0", &url],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("768,1024"), "{}", String::from_utf8_lossy(&out.stdout));
+    rig.stop().await;
 }

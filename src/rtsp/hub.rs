@@ -1,9 +1,10 @@
-//! The hub: one per stream. It takes the doorbell's RTP packets from the upstream, re-stamps
-//! them (sequence, timestamp, SSRC) so viewers see one continuous stream across upstream
-//! reconnects, groups them into frames (to the marker bit), keeps the frames since the last
-//! keyframe (the GOP cache a new viewer starts from) and hands every frame to each viewer's
-//! bounded queue. It never waits on a viewer: a full queue makes that viewer skip to the next
-//! keyframe, counted.
+//! The hub: one per stream. It takes the doorbell's RTP packets from the upstream, track by
+//! track (video first, then audio), re-stamps them (sequence, timestamp, SSRC per track) so
+//! viewers see one continuous stream across upstream reconnects, groups video into frames (to
+//! the marker bit; each audio packet is a frame of its own), keeps every track's frames since
+//! the last keyframe (the GOP cache a new viewer starts from, audio in step with video) and hands
+//! every frame to each viewer's bounded queue. It never waits on a viewer: a full queue makes
+//! that viewer skip, audio and video together, to the next keyframe, counted.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -12,30 +13,73 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::config::StreamConfig;
 use crate::media::{Keyframe, VideoCodec};
 use crate::rtsp::keyframe;
-use crate::rtsp::sdp::Description;
+use crate::rtsp::sdp::{Description, MAX_TRACKS};
+use crate::rtsp::viewer::Pushed;
+pub use crate::rtsp::viewer::{Sink, Viewer};
 
-/// Frames a viewer may have queued beyond the GOP it started with before it skips ahead.
-pub const VIEWER_QUEUE_FRAMES: usize = 64;
+/// Frames (video and audio) a viewer may have queued beyond the burst it started with before
+/// it skips ahead: about 2 s of 25 fps video with 50 audio packets a second.
+pub const VIEWER_QUEUE_FRAMES: usize = 160;
 /// The GOP cache is dropped (and rebuilt at the next keyframe) past these bounds.
-pub const GOP_MAX_FRAMES: usize = 600;
+pub const GOP_MAX_FRAMES: usize = 2000;
 pub const GOP_MAX_BYTES: usize = 16 << 20;
+/// Video frames a new viewer's burst holds at least, when the GOP before the current one allows:
+/// libavformat's `avformat_find_stream_info` (HA's stream worker, Frigate, ffmpeg) reads until
+/// it has timestamps of 20 video frames (`fps_analyze_framecount`) for H.264/H.265 over RTSP,
+/// whose SDP cannot give it `r_frame_rate`; a burst that short makes it wait for live frames.
+pub const BURST_VIDEO_FRAMES: usize = 24;
 
-/// One access unit's RTP packets, already re-stamped.
+/// One access unit's RTP packets (or one audio packet), already re-stamped, stored once: framed
+/// for interleaved channel `2 * track` (what nearly every viewer uses), so each viewer's write is
+/// a plain copy-free send, and read back packet by packet for the rest.
 #[derive(Debug)]
 pub struct Frame {
-    pub packets: Vec<Bytes>,
-    /// The packets framed for interleaved channel 0 (what nearly every viewer uses), built once
-    /// so each viewer's write is a plain copy-free send.
     pub wire: Bytes,
+    /// Index into the stream's tracks (0 = video).
+    pub track: u8,
     pub key: bool,
     pub seq: u16,
     pub ts: u32,
+    /// RTP bytes (without the interleaved headers).
     pub bytes: usize,
+}
+
+impl Frame {
+    /// The RTP packets, in order.
+    pub fn packets(&self) -> impl Iterator<Item = &[u8]> {
+        let w = &self.wire[..];
+        let mut off = 0;
+        std::iter::from_fn(move || {
+            let n = u16::from_be_bytes([*w.get(off + 2)?, *w.get(off + 3)?]) as usize;
+            let p = w.get(off + 4..off + 4 + n)?;
+            off += 4 + n;
+            Some(p)
+        })
+    }
+
+    /// The interleaved channel `wire` is framed for.
+    pub fn default_channel(&self) -> u8 {
+        default_channel(self.track as usize)
+    }
+}
+
+/// Appends `raw` framed for track `track`'s default channel, re-stamped.
+fn put_packet(out: &mut Vec<u8>, track: usize, raw: &[u8], seq: u16, ts: u32, ssrc: u32) {
+    let at = out.len() + 4;
+    crate::rtsp::server::codec::put_interleaved(out, default_channel(track), raw);
+    out[at + 2..at + 4].copy_from_slice(&seq.to_be_bytes());
+    out[at + 4..at + 8].copy_from_slice(&ts.to_be_bytes());
+    out[at + 8..at + 12].copy_from_slice(&ssrc.to_be_bytes());
+}
+
+/// The interleaved channel of track `i` unless a viewer asks for another.
+pub fn default_channel(i: usize) -> u8 {
+    (2 * i) as u8
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,137 +115,6 @@ impl UpstreamState {
     }
 }
 
-/// Where a viewer's bytes can be written without waiting: its socket, for the direct path.
-pub trait Sink: Send + Sync {
-    /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
-    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
-}
-
-impl Sink for tokio::net::tcp::OwnedWriteHalf {
-    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
-        tokio::net::tcp::OwnedWriteHalf::try_write(self, buf)
-    }
-}
-
-struct Queue {
-    frames: VecDeque<Arc<Frame>>,
-    /// Bytes of the first queued frame's `wire` already on the socket (a direct write the
-    /// socket took only part of).
-    head_written: usize,
-    /// The viewer's writer has bytes in flight: nobody else may write to the socket.
-    busy: bool,
-    /// Set while the viewer plays on interleaved channel 0 with nothing pending: the hub then
-    /// writes each frame straight to the socket, with no task wake-up per viewer and frame.
-    direct: Option<Arc<dyn Sink>>,
-    /// Waiting for a keyframe before queueing anything.
-    skipping: bool,
-    /// The wait is because this viewer fell behind (counted), not because it just joined.
-    lagged: bool,
-    limit: usize,
-}
-
-/// What became of a frame handed to a viewer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pushed {
-    /// On the socket already.
-    Sent,
-    /// Queued for the viewer's writer, which must be woken.
-    Queued,
-    /// Not for this viewer (waiting for a keyframe).
-    Skipped,
-}
-
-/// One viewer's end of the hub: a bounded queue of frames and a wake-up.
-pub struct Viewer {
-    queue: Mutex<Queue>,
-    pub notify: Notify,
-    /// Frames this viewer lost by falling behind.
-    pub skipped: AtomicU64,
-}
-
-impl Viewer {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Moves every queued frame into `out` and claims the socket for the caller (the viewer's
-    /// writer) until [`Viewer::release`]. Returns how many bytes of the first frame's `wire` are
-    /// on the socket already.
-    pub fn take(&self, out: &mut Vec<Arc<Frame>>) -> usize {
-        let mut q = self.lock();
-        q.busy = true;
-        out.extend(q.frames.drain(..));
-        std::mem::take(&mut q.head_written)
-    }
-
-    /// Gives the socket back to the hub's direct path if nothing is queued; false when frames
-    /// arrived meanwhile and the writer must take them first.
-    pub fn release(&self) -> bool {
-        let mut q = self.lock();
-        if q.frames.is_empty() {
-            q.busy = false;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Lets the hub write frames straight to `sink` (None: only through the writer).
-    pub fn set_direct(&self, sink: Option<Arc<dyn Sink>>) {
-        self.lock().direct = sink;
-    }
-
-    /// Hands a frame to this viewer; returns what became of it and the frames it lost just now.
-    fn push(&self, f: &Arc<Frame>) -> (Pushed, u64) {
-        let mut q = self.lock();
-        if q.skipping {
-            if !f.key {
-                let lost = q.lagged as u64;
-                self.skipped.fetch_add(lost, Ordering::Relaxed);
-                return (Pushed::Skipped, lost);
-            }
-            q.skipping = false;
-            q.lagged = false;
-        }
-        if q.frames.is_empty() && !q.busy {
-            if let Some(sink) = &q.direct {
-                // Written under the queue lock: the writer can't start a write meanwhile.
-                let n = match sink.try_write(&f.wire) {
-                    Ok(n) if n == f.wire.len() => return (Pushed::Sent, 0),
-                    Ok(n) => n,
-                    // WouldBlock, or an error the writer will meet and end the viewer on.
-                    Err(_) => 0,
-                };
-                q.head_written = n;
-                q.frames.push_back(f.clone());
-                return (Pushed::Queued, 0);
-            }
-        }
-        let mut lost = 0;
-        if q.frames.len() >= q.limit {
-            // Too far behind: drop what waits and resume at a keyframe (this one, or the next).
-            // A frame partly on the socket is kept, or the viewer would get half a packet.
-            let keep = (q.head_written > 0) as usize;
-            lost = (q.frames.len() - keep) as u64;
-            q.frames.truncate(keep);
-            q.limit = VIEWER_QUEUE_FRAMES;
-            if !f.key {
-                q.skipping = true;
-                q.lagged = true;
-                self.skipped.fetch_add(lost + 1, Ordering::Relaxed);
-                return (Pushed::Skipped, lost + 1);
-            }
-            self.skipped.fetch_add(lost, Ordering::Relaxed);
-        }
-        q.frames.push_back(f.clone());
-        (Pushed::Queued, lost)
-    }
-
-    fn skip_to_keyframe(&self) {
-        self.lock().skipping = true;
-    }
-}
-
 #[derive(Default)]
 pub struct Stats {
     pub bytes_in: AtomicU64,
@@ -218,6 +131,7 @@ pub struct Stats {
     pub upstream_sessions: AtomicUsize,
 }
 
+/// One track's re-stamping: its own SSRC, sequence and clock.
 struct Restamp {
     ssrc: u32,
     next_seq: u16,
@@ -227,17 +141,76 @@ struct Restamp {
     clock: u32,
 }
 
+impl Restamp {
+    fn new() -> Restamp {
+        Restamp {
+            ssrc: rand::random(),
+            next_seq: rand::random(),
+            offset: rand::random(),
+            last_out: None,
+            fresh: true,
+            clock: 90_000,
+        }
+    }
+
+    /// The timestamp a packet of the doorbell's `in_ts` gets at `now`.
+    fn ts(&mut self, in_ts: u32, now: Instant) -> u32 {
+        if self.fresh {
+            // A new session: time continues from where the last one stopped, by the wall clock.
+            let out = match self.last_out {
+                Some((t, at)) => {
+                    let ticks = (now.saturating_duration_since(at).as_secs_f64() * self.clock as f64) as u64;
+                    t.wrapping_add(ticks.clamp(1, u32::MAX as u64 / 2) as u32)
+                }
+                None => in_ts.wrapping_add(self.offset),
+            };
+            self.offset = out.wrapping_sub(in_ts);
+            self.fresh = false;
+        }
+        let ts = in_ts.wrapping_add(self.offset);
+        self.last_out = Some((ts, now));
+        ts
+    }
+
+    fn seq(&mut self) -> u16 {
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        seq
+    }
+}
+
 struct Inner {
+    /// Every track's frames since the last video keyframe, in arrival order.
     gop: Vec<Arc<Frame>>,
     gop_bytes: usize,
+    gop_video: usize,
     gop_at: Option<DateTime<Utc>>,
-    pending: Vec<Bytes>,
+    /// The GOP before `gop`, kept for the burst of a viewer joining while `gop` is young.
+    prev_gop: Vec<Arc<Frame>>,
+    /// The video frame being assembled, framed for channel 0.
+    pending: Vec<u8>,
     pending_ts: Option<u32>,
     pending_key: bool,
     pending_seq: u16,
+    pending_packets: usize,
     viewers: Vec<Arc<Viewer>>,
-    rs: Restamp,
+    rs: Vec<Restamp>,
+    tracks: usize,
     codec: VideoCodec,
+    /// The parameter sets changed with a new session: put them before the next keyframe, for
+    /// viewers who stay (their decoders know only the old ones) unless the doorbell sends them.
+    inject: Option<Vec<Vec<u8>>>,
+    /// Frames made by the packet being handled, for the fan-out after the lock is released.
+    outbox: Vec<Arc<Frame>>,
+}
+
+/// The fan-out's scratch: frames to hand out and the viewers to hand them to. Its lock is taken
+/// before the hub's and kept while frames go out (which may write to sockets), so frames reach
+/// viewers in order while the hub's own lock is free for joins and leaves.
+#[derive(Default)]
+struct Fanout {
+    frames: Vec<Arc<Frame>>,
+    viewers: Vec<Arc<Viewer>>,
 }
 
 pub struct StreamHub {
@@ -247,6 +220,7 @@ pub struct StreamHub {
     /// Origin id of the SDP we serve.
     pub sdp_id: u64,
     inner: Mutex<Inner>,
+    fanout: Mutex<Fanout>,
     desc: watch::Sender<Option<Arc<Description>>>,
     demand: watch::Sender<usize>,
     state: AtomicU8,
@@ -265,9 +239,9 @@ impl Drop for Demand {
 pub struct Subscription {
     pub viewer: Arc<Viewer>,
     hub: Arc<StreamHub>,
-    /// Sequence number and timestamp of the first packet the viewer will get (for `RTP-Info`).
-    pub first: Option<(u16, u32)>,
-    pub ssrc: u32,
+    /// Per track, the sequence number and timestamp of the first packet the viewer will get
+    /// (for `RTP-Info`).
+    pub first: [Option<(u16, u32)>; MAX_TRACKS],
 }
 
 impl Drop for Subscription {
@@ -298,7 +272,6 @@ pub fn rtp_payload(raw: &[u8]) -> Option<&[u8]> {
 
 impl StreamHub {
     pub fn new(name: &str, config: StreamConfig) -> Arc<StreamHub> {
-        let ssrc = rand::random::<u32>();
         Arc::new(StreamHub {
             name: name.to_string(),
             config,
@@ -307,22 +280,22 @@ impl StreamHub {
             inner: Mutex::new(Inner {
                 gop: Vec::new(),
                 gop_bytes: 0,
+                gop_video: 0,
                 gop_at: None,
+                prev_gop: Vec::new(),
                 pending: Vec::new(),
                 pending_ts: None,
                 pending_key: false,
                 pending_seq: 0,
+                pending_packets: 0,
                 viewers: Vec::new(),
-                rs: Restamp {
-                    ssrc,
-                    next_seq: rand::random(),
-                    offset: rand::random(),
-                    last_out: None,
-                    fresh: true,
-                    clock: 90_000,
-                },
+                rs: (0..MAX_TRACKS).map(|_| Restamp::new()).collect(),
+                tracks: 1,
                 codec: VideoCodec::H264,
+                inject: None,
+                outbox: Vec::new(),
             }),
+            fanout: Mutex::new(Fanout::default()),
             desc: watch::channel(None).0,
             demand: watch::channel(0).0,
             state: AtomicU8::new(UpstreamState::Idle as u8),
@@ -366,15 +339,24 @@ impl StreamHub {
 
     /// A new upstream session is playing: time continues from where the last one stopped.
     pub fn begin_session(&self, desc: Description) {
+        let changed = self.description().is_some_and(|old| old.param_sets != desc.param_sets);
         let mut g = self.lock();
-        g.rs.fresh = true;
-        g.rs.clock = desc.clock_rate.max(1);
+        g.inject = (changed && !desc.param_sets.is_empty())
+            .then(|| keyframe::split_annexb(&desc.param_sets).into_iter().map(<[u8]>::to_vec).collect());
+        for (rs, t) in g.rs.iter_mut().zip(&desc.tracks) {
+            rs.fresh = true;
+            rs.clock = t.clock_rate.max(1);
+        }
+        g.tracks = desc.tracks.len().min(MAX_TRACKS);
         g.codec = desc.codec;
         g.pending.clear();
+        g.pending_packets = 0;
         g.pending_ts = None;
         g.pending_key = false;
         g.gop.clear();
+        g.prev_gop.clear();
         g.gop_bytes = 0;
+        g.gop_video = 0;
         for v in &g.viewers {
             v.skip_to_keyframe();
         }
@@ -390,88 +372,169 @@ impl StreamHub {
     pub fn end_session(&self) {
         let mut g = self.lock();
         g.pending.clear();
+        g.pending_packets = 0;
         g.pending_ts = None;
         self.stats.upstream_sessions.store(0, Ordering::Relaxed);
     }
 
-    /// One RTP packet from the doorbell. `now` is passed in so time is the caller's.
-    pub fn packet(&self, raw: &[u8], now: Instant) {
+    /// One RTP packet of track `track` from the doorbell. `now` is passed in so time is the caller's.
+    pub fn packet(&self, track: usize, raw: &[u8], now: Instant) {
         let Some(payload) = rtp_payload(raw) else { return };
+        if raw.len() > u16::MAX as usize {
+            return;
+        }
         self.stats.bytes_in.fetch_add(raw.len() as u64, Ordering::Relaxed);
         let in_ts = u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]);
         let marker = raw[1] & 0x80 != 0;
-        let mut g = self.lock();
-        let g = &mut *g;
-        if g.rs.fresh {
-            let out = match g.rs.last_out {
-                Some((t, at)) => {
-                    let ticks = (now.saturating_duration_since(at).as_secs_f64() * g.rs.clock as f64) as u64;
-                    t.wrapping_add(ticks.clamp(1, u32::MAX as u64 / 2) as u32)
-                }
-                None => in_ts.wrapping_add(g.rs.offset),
-            };
-            g.rs.offset = out.wrapping_sub(in_ts);
-            g.rs.fresh = false;
+        let mut fan = self.fanout.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.lock();
+        if track >= guard.tracks {
+            return;
         }
-        let ts = in_ts.wrapping_add(g.rs.offset);
-        let seq = g.rs.next_seq;
-        g.rs.next_seq = seq.wrapping_add(1);
-        g.rs.last_out = Some((ts, now));
+        self.take_packet(&mut guard, track, raw, payload, in_ts, marker, now);
+        if guard.outbox.is_empty() {
+            return;
+        }
+        let fan = &mut *fan;
+        std::mem::swap(&mut fan.frames, &mut guard.outbox);
+        fan.viewers.extend(guard.viewers.iter().cloned());
+        drop(guard);
+        for f in fan.frames.drain(..) {
+            self.deliver(&f, &fan.viewers);
+        }
+        fan.viewers.clear();
+    }
+
+    /// Re-stamps a packet into the frame being assembled or a frame of its own (audio).
+    #[allow(clippy::too_many_arguments)]
+    fn take_packet(
+        &self,
+        g: &mut Inner,
+        track: usize,
+        raw: &[u8],
+        payload: &[u8],
+        in_ts: u32,
+        marker: bool,
+        now: Instant,
+    ) {
+        let ts = g.rs[track].ts(in_ts, now);
+        let ssrc = g.rs[track].ssrc;
+        if track != 0 {
+            // Audio: every packet stands alone.
+            let seq = g.rs[track].seq();
+            let mut wire = Vec::with_capacity(raw.len() + 4);
+            put_packet(&mut wire, track, raw, seq, ts, ssrc);
+            let f = Frame { wire: Bytes::from(wire), track: track as u8, key: false, seq, ts, bytes: raw.len() };
+            self.publish(g, Arc::new(f));
+            return;
+        }
         if g.pending_ts.is_some_and(|p| p != ts) {
             self.flush(g);
         }
-        if g.pending.is_empty() {
-            g.pending_seq = seq;
+        let key = keyframe::is_key(g.codec, payload);
+        if key && g.pending_packets == 0 && g.inject.is_some() {
+            let inject = g.inject.take().unwrap_or_default();
+            if keyframe::param_sets(g.codec, payload).is_empty() {
+                for nal in &inject {
+                    let mut ps = Vec::with_capacity(12 + nal.len());
+                    ps.extend_from_slice(&[0x80, raw[1] & 0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+                    ps.extend_from_slice(nal);
+                    self.stage(g, &ps, ts);
+                }
+            }
         }
-        let mut p = raw.to_vec();
-        p[2..4].copy_from_slice(&seq.to_be_bytes());
-        p[4..8].copy_from_slice(&ts.to_be_bytes());
-        p[8..12].copy_from_slice(&g.rs.ssrc.to_be_bytes());
-        g.pending_key |= keyframe::is_key(g.codec, payload);
-        g.pending.push(Bytes::from(p));
-        g.pending_ts = Some(ts);
-        if marker || g.pending.len() > 4096 {
+        self.stage(g, raw, ts);
+        g.pending_key |= key;
+        if marker || g.pending_packets > 4096 {
             self.flush(g);
         }
     }
 
+    /// Adds a video packet to the frame being assembled, numbered next.
+    fn stage(&self, g: &mut Inner, raw: &[u8], ts: u32) {
+        let seq = g.rs[0].seq();
+        if g.pending_packets == 0 {
+            g.pending_seq = seq;
+        }
+        put_packet(&mut g.pending, 0, raw, seq, ts, g.rs[0].ssrc);
+        g.pending_packets += 1;
+        g.pending_ts = Some(ts);
+    }
+
+    /// Makes the assembled video frame a frame and publishes it.
     fn flush(&self, g: &mut Inner) {
-        if g.pending.is_empty() {
+        if g.pending_packets == 0 {
             return;
         }
-        let packets = std::mem::take(&mut g.pending);
-        let bytes = packets.iter().map(|p| p.len() + 4).sum();
-        let mut wire = Vec::with_capacity(bytes);
-        for p in &packets {
-            crate::rtsp::server::codec::put_interleaved(&mut wire, 0, p);
-        }
+        let cap = g.pending.len();
+        let wire = std::mem::replace(&mut g.pending, Vec::with_capacity(cap));
         let f = Arc::new(Frame {
-            packets,
+            bytes: wire.len() - 4 * g.pending_packets,
             wire: Bytes::from(wire),
+            track: 0,
             key: g.pending_key,
             seq: g.pending_seq,
             ts: g.pending_ts.take().unwrap_or(0),
-            bytes,
         });
         g.pending_key = false;
+        g.pending_packets = 0;
         self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
         if f.key {
-            g.gop.clear();
+            self.learn_param_sets(g.codec, &f);
+        }
+        self.publish(g, f);
+    }
+
+    /// Parameter sets sent in-band that differ from the description (the owner changed the
+    /// resolution) replace it, so viewers who DESCRIBE from now on get them in the SDP.
+    fn learn_param_sets(&self, codec: VideoCodec, f: &Frame) {
+        let nals: Vec<&[u8]> =
+            f.packets().filter_map(rtp_payload).flat_map(|p| keyframe::param_sets(codec, p)).take(8).collect();
+        if nals.is_empty() {
+            return;
+        }
+        let Some(cur) = self.description() else { return };
+        let mut annexb = Vec::new();
+        for n in &nals {
+            annexb.extend_from_slice(&[0, 0, 0, 1]);
+            annexb.extend_from_slice(n);
+        }
+        if annexb != cur.param_sets {
+            tracing::info!("stream {}: new parameter sets from the doorbell", self.name);
+            self.desc.send_replace(Some(Arc::new(cur.with_param_sets(&nals))));
+        }
+    }
+
+    /// Caches a frame and puts it in the outbox for every viewer.
+    fn publish(&self, g: &mut Inner, f: Arc<Frame>) {
+        if f.key {
+            // The finished GOP stays for young-GOP joins if it was whole (began at a keyframe).
+            let done = std::mem::take(&mut g.gop);
+            g.prev_gop = if done.first().is_some_and(|f| f.key) { done } else { Vec::new() };
             g.gop_bytes = 0;
+            g.gop_video = 0;
             g.gop_at = Some(Utc::now());
         }
         if !g.gop.is_empty() || f.key {
             if g.gop.len() >= GOP_MAX_FRAMES || g.gop_bytes + f.bytes > GOP_MAX_BYTES {
                 g.gop.clear();
+                g.prev_gop.clear();
                 g.gop_bytes = 0;
+                g.gop_video = 0;
             } else {
                 g.gop_bytes += f.bytes;
+                g.gop_video += (f.track == 0) as usize;
                 g.gop.push(f.clone());
             }
         }
+        g.outbox.push(f);
+    }
+
+    /// Hands a frame to each viewer: queued, or written straight to an idle viewer's socket.
+    fn deliver(&self, f: &Arc<Frame>, viewers: &[Arc<Viewer>]) {
         let (mut out, mut dropped) = (0u64, 0u64);
-        for v in &g.viewers {
-            let (pushed, lost) = v.push(&f);
+        for v in viewers {
+            let (pushed, lost) = v.push(f);
             dropped += lost;
             if pushed != Pushed::Skipped {
                 out += f.bytes as u64;
@@ -484,35 +547,37 @@ impl StreamHub {
         self.stats.drops.fetch_add(dropped, Ordering::Relaxed);
     }
 
-    /// Joins a viewer: its queue starts with the GOP cache, so its first frame is a keyframe.
-    pub fn subscribe(self: &Arc<Self>) -> Subscription {
+    /// Joins a viewer playing the tracks in `tracks` (bit i = track i): its queue starts with the
+    /// GOP cache (and the GOP before it while the current one is young, see
+    /// [`BURST_VIDEO_FRAMES`]), so its first frame is a keyframe with the audio of its time.
+    pub fn subscribe(self: &Arc<Self>, tracks: u8) -> Subscription {
         let mut g = self.lock();
-        let gop: VecDeque<Arc<Frame>> = g.gop.iter().cloned().collect();
-        let first = gop.front().map(|f| (f.seq, f.ts));
-        let viewer = Arc::new(Viewer {
-            queue: Mutex::new(Queue {
-                head_written: 0,
-                busy: false,
-                direct: None,
-                skipping: gop.is_empty(),
-                lagged: false,
-                limit: gop.len() + VIEWER_QUEUE_FRAMES,
-                frames: gop,
-            }),
-            notify: Notify::new(),
-            skipped: AtomicU64::new(0),
-        });
-        if first.is_some() {
+        let young = g.gop_video < BURST_VIDEO_FRAMES && !g.prev_gop.is_empty();
+        let burst = if young { g.prev_gop.iter().chain(&g.gop) } else { [].iter().chain(&g.gop) };
+        let frames: VecDeque<Arc<Frame>> = burst.filter(|f| tracks & (1 << f.track) != 0).cloned().collect();
+        let mut first = [None; MAX_TRACKS];
+        for f in &frames {
+            first[f.track as usize].get_or_insert((f.seq, f.ts));
+        }
+        for (i, rs) in g.rs.iter().enumerate().take(g.tracks) {
+            // A track with nothing cached starts with its next packet.
+            if first[i].is_none() && tracks & (1 << i) != 0 {
+                first[i] = rs.last_out.map(|(ts, _)| (rs.next_seq, ts));
+            }
+        }
+        let any = !frames.is_empty();
+        let viewer = Arc::new(Viewer::new(frames, tracks));
+        if any {
             viewer.notify.notify_one();
         }
         g.viewers.push(viewer.clone());
         self.stats.clients.store(g.viewers.len(), Ordering::Relaxed);
-        let ssrc = g.rs.ssrc;
-        Subscription { viewer, hub: self.clone(), first, ssrc }
+        Subscription { viewer, hub: self.clone(), first }
     }
 
-    pub fn ssrc(&self) -> u32 {
-        self.lock().rs.ssrc
+    /// The SSRC of track `i`'s packets.
+    pub fn ssrc(&self, track: usize) -> u32 {
+        self.lock().rs.get(track).map_or(0, |r| r.ssrc)
     }
 
     /// The keyframe that starts the cached GOP, as Annex B with the parameter sets first.
@@ -523,172 +588,11 @@ impl StreamHub {
         let captured = g.gop_at.unwrap_or_else(Utc::now);
         drop(g);
         let mut annexb = desc.param_sets.clone();
-        keyframe::to_annexb(desc.codec, f.packets.iter().filter_map(|p| rtp_payload(p)), &mut annexb);
+        keyframe::to_annexb(desc.codec, f.packets().filter_map(rtp_payload), &mut annexb);
         Some(Keyframe { stream: self.name.clone(), codec: desc.codec, annexb: Bytes::from(annexb), captured })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rtp(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x80, 96 | if marker { 0x80 } else { 0 }];
-        p.extend_from_slice(&seq.to_be_bytes());
-        p.extend_from_slice(&ts.to_be_bytes());
-        p.extend_from_slice(&0x1234u32.to_be_bytes());
-        p.extend_from_slice(payload);
-        p
-    }
-
-    fn desc() -> Description {
-        Description {
-            codec: VideoCodec::H264,
-            payload_type: 96,
-            clock_rate: 90_000,
-            media_lines: vec![],
-            param_sets: vec![0, 0, 0, 1, 0x67, 1],
-        }
-    }
-
-    /// A hub whose doorbell session is playing.
-    fn playing() -> Arc<StreamHub> {
-        let hub = StreamHub::new("main", StreamConfig::default());
-        hub.begin_session(desc());
-        hub
-    }
-
-    fn seqs(v: &Viewer) -> Vec<u16> {
-        let mut fs = Vec::new();
-        v.take(&mut fs);
-        fs.iter().flat_map(|f| f.packets.iter().map(|p| u16::from_be_bytes([p[2], p[3]]))).collect()
-    }
-
-    #[test]
-    fn new_viewer_starts_at_the_cached_keyframe_and_restamps_continue() {
-        let hub = playing();
-        let t0 = Instant::now();
-        hub.packet(&rtp(100, 1000, false, &[0x7c, 0x85, 1]), t0);
-        hub.packet(&rtp(101, 1000, true, &[0x7c, 0x45, 2]), t0);
-        hub.packet(&rtp(102, 7000, true, &[0x41, 3]), t0);
-        let sub = hub.subscribe();
-        let s = seqs(&sub.viewer);
-        assert_eq!(s.len(), 3);
-        assert!(s.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
-        let kf = hub.latest_keyframe().unwrap();
-        assert_eq!(&kf.annexb[..], &[0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x65, 1, 2]);
-        // The doorbell reboots: new session, new numbering. The viewer sees no gap.
-        hub.end_session();
-        hub.begin_session(desc());
-        let t1 = t0 + Duration::from_secs(3);
-        hub.packet(&rtp(5, 50, true, &[0x65, 9]), t1);
-        let s2 = seqs(&sub.viewer);
-        assert_eq!(s2, vec![s[2].wrapping_add(1)]);
-        assert_eq!(hub.stats.reconnects.load(Ordering::Relaxed), 1);
-    }
-
-    #[test]
-    fn slow_viewer_skips_to_the_next_keyframe() {
-        let hub = playing();
-        let t = Instant::now();
-        let slow = hub.subscribe();
-        let mut seq = 0u16;
-        let mut ts = 0u32;
-        for i in 0..(VIEWER_QUEUE_FRAMES + 10) {
-            let nal = if i % 100 == 0 { 0x65 } else { 0x41 };
-            hub.packet(&rtp(seq, ts, true, &[nal, 0]), t);
-            seq += 1;
-            ts += 6000;
-        }
-        assert!(slow.viewer.skipped.load(Ordering::Relaxed) > 0);
-        let mut fs = Vec::new();
-        slow.viewer.take(&mut fs);
-        assert!(fs.is_empty(), "dropped until the next keyframe");
-        hub.packet(&rtp(seq, ts, true, &[0x65, 0]), t);
-        slow.viewer.take(&mut fs);
-        assert!(fs.len() == 1 && fs[0].key);
-    }
-
-    /// A socket that takes `room` bytes, then would block, recording what it took.
-    struct FakeSink {
-        room: Mutex<usize>,
-        got: Mutex<Vec<u8>>,
-    }
-
-    impl FakeSink {
-        fn with_room(room: usize) -> Arc<FakeSink> {
-            Arc::new(FakeSink { room: Mutex::new(room), got: Mutex::new(Vec::new()) })
-        }
-    }
-
-    impl Sink for FakeSink {
-        fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
-            let mut room = self.room.lock().unwrap();
-            if *room == 0 {
-                return Err(std::io::ErrorKind::WouldBlock.into());
-            }
-            let n = buf.len().min(*room);
-            *room -= n;
-            self.got.lock().unwrap().extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-    }
-
-    #[test]
-    fn direct_writes_skip_the_writer_and_a_partial_frame_resumes_where_the_socket_stopped() {
-        let hub = playing();
-        let t = Instant::now();
-        hub.packet(&rtp(1, 0, true, &[0x65, 1, 2, 3]), t);
-        let sub = hub.subscribe();
-        let v = &sub.viewer;
-        let sink = FakeSink::with_room(usize::MAX);
-        v.set_direct(Some(sink.clone()));
-        // The GOP the viewer joined with is the writer's to send; until it releases, the hub queues.
-        hub.packet(&rtp(2, 6000, true, &[0x41, 4]), t);
-        assert!(sink.got.lock().unwrap().is_empty());
-        let mut fs = Vec::new();
-        assert_eq!(v.take(&mut fs), 0);
-        assert_eq!(fs.len(), 2);
-        fs.clear();
-        assert!(v.release());
-        // Now frames go straight to the socket, whole, with nothing queued.
-        hub.packet(&rtp(3, 12000, true, &[0x41, 5]), t);
-        let wire3 = sink.got.lock().unwrap().clone();
-        assert_eq!(wire3.len(), 4 + 12 + 2);
-        assert_eq!(&wire3[..2], &[b'$', 0]);
-        assert_eq!(v.take(&mut fs), 0);
-        assert!(fs.is_empty());
-        assert!(v.release());
-        // The socket takes 5 bytes of the next frame: the rest is queued with its offset, and the
-        // following frame waits behind it rather than going direct.
-        *sink.room.lock().unwrap() = 5;
-        hub.packet(&rtp(4, 18000, true, &[0x41, 6, 7]), t);
-        *sink.room.lock().unwrap() = usize::MAX;
-        hub.packet(&rtp(5, 24000, true, &[0x41, 8]), t);
-        assert_eq!(sink.got.lock().unwrap().len(), wire3.len() + 5);
-        assert_eq!(v.take(&mut fs), 5);
-        assert_eq!(fs.len(), 2);
-        assert_eq!(hub.stats.drops.load(Ordering::Relaxed), 0);
-    }
-
-    #[test]
-    fn a_viewer_falling_behind_keeps_the_frame_its_socket_took_part_of() {
-        let hub = playing();
-        let t = Instant::now();
-        let sub = hub.subscribe();
-        let v = &sub.viewer;
-        let sink = FakeSink::with_room(3);
-        v.set_direct(Some(sink.clone()));
-        let mut ts = 0u32;
-        for i in 0..(VIEWER_QUEUE_FRAMES + 3) {
-            hub.packet(&rtp(i as u16, ts, true, &[if i == 0 { 0x65 } else { 0x41 }, i as u8]), t);
-            ts += 6000;
-        }
-        assert!(v.skipped.load(Ordering::Relaxed) > 0);
-        let mut fs = Vec::new();
-        // The first frame, 3 bytes of which are on the socket, is still there to be finished.
-        assert_eq!(v.take(&mut fs), 3);
-        assert_eq!(fs.len(), 1);
-        assert!(fs[0].key);
-    }
-}
+#[path = "hub_tests.rs"]
+mod tests;

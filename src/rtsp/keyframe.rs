@@ -52,6 +52,22 @@ pub fn is_key(codec: VideoCodec, payload: &[u8]) -> bool {
     }
 }
 
+/// The parameter-set NAL units (H.264 SPS/PPS, H.265 VPS/SPS/PPS) an RTP payload carries whole:
+/// as a single NAL unit or inside an aggregation packet.
+pub fn param_sets(codec: VideoCodec, payload: &[u8]) -> Vec<&[u8]> {
+    let is_ps = |n: &[u8]| match codec {
+        VideoCodec::H264 => matches!(n.first().map(|b| b & 0x1f), Some(7 | 8)),
+        VideoCodec::H265 => matches!(n.first().map(|b| (b >> 1) & 0x3f), Some(32..=34)),
+    };
+    let Some(&b0) = payload.first() else { return Vec::new() };
+    match codec {
+        VideoCodec::H264 if b0 & 0x1f == H264_STAP_A => aggregated(payload, 1).filter(|n| is_ps(n)).collect(),
+        VideoCodec::H265 if (b0 >> 1) & 0x3f == H265_AP => aggregated(payload, 2).filter(|n| is_ps(n)).collect(),
+        _ if is_ps(payload) => vec![payload],
+        _ => Vec::new(),
+    }
+}
+
 /// Appends the NAL units of RTP payloads (in order, one access unit) to `out` as Annex B.
 /// Fragments without their start are skipped; output is bounded by the input size plus start codes.
 pub fn to_annexb<'a>(codec: VideoCodec, payloads: impl IntoIterator<Item = &'a [u8]>, out: &mut Vec<u8>) {
@@ -147,6 +163,16 @@ mod tests {
         assert!(!is_key(VideoCodec::H265, &[1 << 1, 1, 0]));
         assert!(is_key(VideoCodec::H265, &[49 << 1, 1, 0x80 | 19, 7]));
         assert!(!is_key(VideoCodec::H265, &[49 << 1, 1, 19, 7]));
+    }
+
+    #[test]
+    fn param_sets_single_and_aggregated() {
+        assert_eq!(param_sets(VideoCodec::H264, &[0x67, 1, 2]), vec![&[0x67, 1, 2][..]]);
+        let stap = [0x18, 0, 2, 0x67, 9, 0, 2, 0x68, 8, 0, 2, 0x65, 7];
+        assert_eq!(param_sets(VideoCodec::H264, &stap), vec![&[0x67, 9][..], &[0x68, 8][..]]);
+        assert!(param_sets(VideoCodec::H264, &[0x65, 1]).is_empty());
+        assert_eq!(param_sets(VideoCodec::H265, &[0x42, 1, 5]), vec![&[0x42, 1, 5][..]]);
+        assert!(param_sets(VideoCodec::H264, &[]).is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod keyframe;
 pub mod sdp;
 pub mod server;
 pub mod upstream;
+pub mod viewer;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -3,6 +3,7 @@
 //! `POST /sim/ring`, `POST /sim/motion?sensor=pir|video|field&state=on|off`, `POST /sim/reboot`,
 //! `POST /sim/snapshot?mode=ok|slow|fail|digest|basic|missing&delay_ms=N`, `GET /sim/status`.
 
+pub mod audio;
 pub mod image;
 pub mod onvif;
 pub mod rtsp;
@@ -45,6 +46,8 @@ pub struct SimOptions {
     /// When set, the simulated Shelly also publishes its presses to this MQTT broker (host, port)
     /// as a Gen1 Uni: `shellies/shellyuni-<MAC>/input/0`, `input_event/0`, `online`.
     pub shelly_mqtt: Option<(String, u16)>,
+    /// The doorbell's sound track (AAC by default, G.711 like some firmware, or none).
+    pub audio: audio::SimAudio,
 }
 
 impl Default for SimOptions {
@@ -61,6 +64,7 @@ impl Default for SimOptions {
             chime: Duration::from_millis(400),
             reboot_time: Duration::from_secs(3),
             shelly_mqtt: None,
+            audio: audio::SimAudio::default(),
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct SimState {
     pub rtsp_sessions_peak: AtomicUsize,
     /// Sessions a client ended with TEARDOWN (the DB1 keeps the others counted until they time out).
     pub rtsp_teardowns: AtomicUsize,
+    /// Which clip (index into `rtsp::CLIP_SIZES`) the video streams.
+    pub resolution: AtomicUsize,
     pub snapshot_requests: AtomicU64,
     pub rings: AtomicU64,
     pub coiot_sent: AtomicU64,
@@ -169,6 +175,7 @@ fn router(ctx: Ctx) -> Router {
         .route("/sim/ring", post(sim_ring))
         .route("/sim/motion", post(sim_motion))
         .route("/sim/reboot", post(sim_reboot))
+        .route("/sim/resolution", post(sim_resolution))
         .route("/sim/status", get(sim_status))
         .with_state(ctx)
 }
@@ -201,6 +208,22 @@ async fn sim_motion(State(ctx): State<Ctx>, Query(q): Query<MotionQuery>) -> Res
     ctx.state.motion.lock().unwrap().insert(sensor.clone(), on);
     ctx.state.onvif.motion(&sensor, on);
     Json(json!({"sensor": sensor, "state": on})).into_response()
+}
+
+#[derive(Deserialize)]
+struct ResolutionQuery {
+    size: String,
+}
+
+/// The owner changes the main stream's resolution in the app: the stream goes on with new
+/// parameter sets in-band before the next keyframe.
+async fn sim_resolution(State(ctx): State<Ctx>, Query(q): Query<ResolutionQuery>) -> Response {
+    let Some(i) = rtsp::CLIP_SIZES.iter().position(|s| *s == q.size) else {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "size must be one of the clips' sizes"})))
+            .into_response();
+    };
+    ctx.state.resolution.store(i, Ordering::SeqCst);
+    Json(json!({"size": q.size})).into_response()
 }
 
 async fn sim_reboot(State(ctx): State<Ctx>) -> Json<serde_json::Value> {

@@ -1,8 +1,9 @@
 //! The simulated doorbell's RTSP server: the DB1's paths (`/Streaming/Channels/101/` and `/102/`),
 //! Digest auth (Basic accepted too), RTP over the RTSP connection, its 3-session limit (a 4th
-//! SETUP gets 453), and a bundled H.264 clip (1536x2048 portrait, 15 fps, keyframe every 2 s)
-//! looped forever with continuous timestamps. While the doorbell is "rebooting" every session
-//! is dropped and connections are refused.
+//! SETUP gets 453), a bundled H.264 clip (1536x2048 portrait, 15 fps, keyframe every 2 s)
+//! looped forever with continuous timestamps, and a tone as its sound (`SimOptions::audio`: AAC
+//! or G.711, see `audio`). While the doorbell is "rebooting" every session is dropped and
+//! connections are refused.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -14,14 +15,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use super::audio::{self, Sound};
 use super::{SimOptions, SimState};
 use crate::media::VideoCodec;
 use crate::rtsp::keyframe::split_annexb;
 use crate::rtsp::server::auth::Challenge;
 use crate::rtsp::server::codec::{self, Item, Request};
 
-/// Raw Annex B H.264, made by `tests/data/rtsp/make_clip.sh`.
+/// Raw Annex B H.264, made by `tests/data/rtsp/make_clip.sh`: the main stream, and the same at
+/// half the resolution (`POST /sim/resolution`).
 static CLIP: &[u8] = include_bytes!("../../tests/data/rtsp/doorbell_1536x2048_15fps.h264");
+static CLIP_SMALL: &[u8] = include_bytes!("../../tests/data/rtsp/doorbell_768x1024_15fps.h264");
+pub const CLIP_SIZES: [&str; 2] = ["1536x2048", "768x1024"];
 pub const FPS: u32 = 15;
 const TS_PER_FRAME: u32 = 90_000 / FPS;
 /// EZVIZ DB1 / Hikvision DS-HD1: at most 3 simultaneous RTSP sessions; the 4th gets 453.
@@ -40,8 +45,14 @@ pub struct Clip {
 }
 
 pub fn clip() -> &'static Clip {
-    static C: OnceLock<Clip> = OnceLock::new();
-    C.get_or_init(|| build_clip(CLIP))
+    clip_of(0)
+}
+
+/// The clip for `CLIP_SIZES[i]` (the first past the end).
+pub fn clip_of(i: usize) -> &'static Clip {
+    static C: [OnceLock<Clip>; 2] = [OnceLock::new(), OnceLock::new()];
+    let i = i.min(1);
+    C[i].get_or_init(|| build_clip([CLIP, CLIP_SMALL][i]))
 }
 
 fn packetize(nal: &[u8], out: &mut Vec<Vec<u8>>) {
@@ -130,12 +141,29 @@ pub async fn start(
 
 struct Session {
     id: String,
-    channel: u8,
+    /// The video's interleaved channel, once set up.
+    channel: Option<u8>,
     ssrc: u32,
     seq: u16,
     ts: u32,
     frame: usize,
+    /// Index of the clip being streamed (follows `SimState::resolution` at its keyframes).
+    clip: usize,
+    /// Video frames sent since PLAY: the clock the sound follows.
+    ticks: u64,
     playing: bool,
+    audio: Option<AudioOut>,
+}
+
+/// The sound's side of a session.
+struct AudioOut {
+    sound: &'static Sound,
+    channel: u8,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    /// Packets sent since PLAY.
+    sent: u64,
 }
 
 async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Arc<SimState>, sd: CancellationToken) {
@@ -171,7 +199,14 @@ async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Ar
                     break; // rebooting: every session drops
                 }
                 if let Some(s) = sess.as_mut().filter(|s| s.playing) {
-                    let out = next_frame(s);
+                    let want = state.resolution.load(Ordering::SeqCst);
+                    if want != s.clip {
+                        // Like the doorbell: the new stream starts at a keyframe, SPS/PPS in-band.
+                        s.clip = want;
+                        s.frame = 0;
+                    }
+                    let mut out = next_frame(s);
+                    next_audio(s, &mut out);
                     if sock.write_all(&out).await.is_err() {
                         break;
                     }
@@ -185,8 +220,30 @@ async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Ar
     }
 }
 
+/// The audio packets due by the video frame just sent, so sound and picture share one clock.
+fn next_audio(s: &mut Session, out: &mut Vec<u8>) {
+    let frames = s.ticks;
+    let Some(a) = s.audio.as_mut() else { return };
+    let due = frames * a.sound.clock_rate as u64 / FPS as u64;
+    while (a.sent + 1) * a.sound.samples as u64 <= due {
+        let p = &a.sound.payloads[(a.sent % a.sound.payloads.len() as u64) as usize];
+        let mut pkt = Vec::with_capacity(12 + p.len());
+        pkt.push(0x80);
+        pkt.push(a.sound.payload_type | 0x80);
+        pkt.extend_from_slice(&a.seq.to_be_bytes());
+        pkt.extend_from_slice(&a.ts.to_be_bytes());
+        pkt.extend_from_slice(&a.ssrc.to_be_bytes());
+        pkt.extend_from_slice(p);
+        codec::put_interleaved(out, a.channel, &pkt);
+        a.seq = a.seq.wrapping_add(1);
+        a.ts = a.ts.wrapping_add(a.sound.samples);
+        a.sent += 1;
+    }
+}
+
 fn next_frame(s: &mut Session) -> Vec<u8> {
-    let c = clip();
+    let Some(channel) = s.channel else { return Vec::new() };
+    let c = clip_of(s.clip);
     let payloads = &c.frames[s.frame % c.frames.len()];
     let mut out = Vec::with_capacity(payloads.iter().map(|p| p.len() + 16).sum());
     for (i, p) in payloads.iter().enumerate() {
@@ -198,11 +255,12 @@ fn next_frame(s: &mut Session) -> Vec<u8> {
         pkt.extend_from_slice(&s.ts.to_be_bytes());
         pkt.extend_from_slice(&s.ssrc.to_be_bytes());
         pkt.extend_from_slice(p);
-        codec::put_interleaved(&mut out, s.channel, &pkt);
+        codec::put_interleaved(&mut out, channel, &pkt);
         s.seq = s.seq.wrapping_add(1);
     }
     s.ts = s.ts.wrapping_add(TS_PER_FRAME);
     s.frame += 1;
+    s.ticks += 1;
     out
 }
 
@@ -235,23 +293,41 @@ fn answer(
     let session_hdr = |s: &Session| ("Session", format!("{};timeout=60", s.id));
     match req.method.as_str() {
         "DESCRIBE" => {
-            let c = clip();
+            let res = state.resolution.load(Ordering::SeqCst).min(CLIP_SIZES.len() - 1);
+            let c = clip_of(res);
+            let dims = CLIP_SIZES[res].replace('x', ",");
             let sdp = format!(
                 "v=0\r\no=- 1109162014219182 1109162014219192 IN IP4 {ip}\r\ns=Media Presentation\r\ne=NONE\r\n\
                  b=AS:5050\r\nt=0 0\r\na=control:{base}\r\nm=video 0 RTP/AVP {PT}\r\nc=IN IP4 0.0.0.0\r\n\
-                 b=AS:5000\r\na=recvonly\r\na=x-dimensions:1536,2048\r\na=control:{base}trackID=1\r\n\
+                 b=AS:5000\r\na=recvonly\r\na=x-dimensions:{dims}\r\na=control:{base}trackID=1\r\n\
                  a=rtpmap:{PT} H264/90000\r\na=fmtp:{PT} profile-level-id={pl}; packetization-mode=1; \
                  sprop-parameter-sets={sp}\r\na=framerate:{FPS}.0\r\n",
                 ip = addr.ip(),
                 pl = c.profile_level_id,
                 sp = c.sprop,
             );
+            let mut sdp = sdp;
+            if let Some(a) = audio::sound(opts.audio) {
+                sdp.push_str(&format!(
+                    "m=audio 0 RTP/AVP {pt}\r\nc=IN IP4 0.0.0.0\r\nb=AS:50\r\na=recvonly\r\n\
+                     a=control:{base}trackID=2\r\n{lines}",
+                    pt = a.payload_type,
+                    lines = a.sdp
+                ));
+            }
             let h = [("Content-Type", "application/sdp".to_string()), ("Content-Base", base), server];
             (r(200, &h, sdp.as_bytes()), false)
         }
         "SETUP" => {
             let Some(ch) = codec::tcp_interleaved(req.header("Transport").unwrap_or("")) else {
                 return (r(461, &[], b""), false);
+            };
+            // Hikvision numbers its tracks from 1: video trackID=1, audio trackID=2.
+            let track = match codec::uri_path(&req.uri).trim_end_matches('/').rsplit('/').next() {
+                Some("trackID=1") => 1,
+                Some("trackID=2") if audio::sound(opts.audio).is_some() => 2,
+                Some(t) if t.starts_with("trackID=") => return (r(404, &[], b""), false),
+                _ => 1, // the stream's own URL: its video
             };
             if sess.is_none() {
                 let taken = state
@@ -265,20 +341,39 @@ fn answer(
                 }
                 *sess = Some(Session {
                     id: format!("{}", rand::random::<u32>()),
-                    channel: ch.map(|c| c.0).unwrap_or(0),
+                    channel: None,
                     ssrc: rand::random(),
                     seq: rand::random(),
                     ts: rand::random(),
                     frame: 0,
+                    clip: state.resolution.load(Ordering::SeqCst),
+                    ticks: 0,
                     playing: false,
+                    audio: None,
                 });
             }
-            let s = sess.as_ref().expect("set above");
+            let s = sess.as_mut().expect("set above");
+            let channel = ch.map(|c| c.0).unwrap_or(2 * (track - 1));
+            let ssrc = if track == 1 {
+                s.channel = Some(channel);
+                s.ssrc
+            } else {
+                let a = s.audio.get_or_insert_with(|| AudioOut {
+                    sound: audio::sound(opts.audio).expect("checked above"),
+                    channel,
+                    ssrc: rand::random(),
+                    seq: rand::random(),
+                    ts: rand::random(),
+                    sent: 0,
+                });
+                a.channel = channel;
+                a.ssrc
+            };
             let t = format!(
                 "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08x};mode=\"play\"",
-                s.channel,
-                s.channel.wrapping_add(1),
-                s.ssrc
+                channel,
+                channel.wrapping_add(1),
+                ssrc
             );
             (r(200, &[("Transport", t), session_hdr(s), server], b""), false)
         }
@@ -287,8 +382,15 @@ fn answer(
             if !s.playing {
                 s.playing = true;
                 s.frame = 0; // a camera starts a new client at a keyframe
+                s.ticks = 0;
+                if let Some(a) = s.audio.as_mut() {
+                    a.sent = 0;
+                }
             }
-            let info = format!("url={base}trackID=1;seq={};rtptime={}", s.seq, s.ts);
+            let mut info = format!("url={base}trackID=1;seq={};rtptime={}", s.seq, s.ts);
+            if let Some(a) = &s.audio {
+                info.push_str(&format!(",url={base}trackID=2;seq={};rtptime={}", a.seq, a.ts));
+            }
             (r(200, &[session_hdr(s), ("RTP-Info", info), ("Range", "npt=now-".into()), server], b""), false)
         }
         "TEARDOWN" => {

@@ -17,8 +17,8 @@ use super::auth::Challenge;
 use super::codec::{self, Item, Request};
 use super::ServerCtx;
 use crate::admission::{Ticket, HEAD_DEADLINE};
-use crate::rtsp::hub::{Demand, Frame, StreamHub, Subscription, Viewer};
-use crate::rtsp::sdp::TRACK;
+use crate::rtsp::hub::{default_channel, Demand, Frame, StreamHub, Subscription, Viewer};
+use crate::rtsp::sdp::{self, MAX_TRACKS};
 
 /// A connection that has not started playing and sends nothing for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,9 +32,17 @@ const REALM: &str = "Doorbell Bridge";
 /// Batch buffer capacity a viewer keeps between writes.
 const BATCH_KEEP: usize = 64 * 1024;
 
+/// Per track, the interleaved channel a viewer set it up on (None: not set up).
+type Channels = [Option<u8>; MAX_TRACKS];
+
+/// Whether every track set up uses its default channel (then frames go out as they are cached).
+fn default_channels(ch: &Channels) -> bool {
+    ch.iter().enumerate().all(|(i, c)| c.is_none_or(|c| c == default_channel(i)))
+}
+
 enum Out {
     Bytes(Vec<u8>),
-    Play(Arc<Viewer>, u8, Arc<StreamHub>),
+    Play(Arc<Viewer>, Channels, Arc<StreamHub>),
     Stop,
     Close,
 }
@@ -46,7 +54,7 @@ struct State {
     challenge: Challenge,
     session: Option<String>,
     stream: Option<Arc<StreamHub>>,
-    channel: u8,
+    channels: Channels,
     demand: Option<Demand>,
     sub: Option<Subscription>,
 }
@@ -71,7 +79,7 @@ pub async fn run(
         challenge: Challenge::new(REALM),
         session: None,
         stream: None,
-        channel: 0,
+        channels: [None; MAX_TRACKS],
         demand: None,
         sub: None,
     };
@@ -186,19 +194,38 @@ async fn handle(st: &mut State, ctx: &ServerCtx, tx: &mpsc::Sender<Out>, req: Re
                 let _ = tx.send(respond(461, &[], b"")).await;
                 return false;
             };
-            st.channel = ch.map(|c| c.0).unwrap_or(0);
             if st.demand.is_none() {
+                // A client may SETUP without DESCRIBE: an on-demand stream must start for it too.
                 st.demand = Some(hub.demand());
             }
+            let desc = match hub.description() {
+                Some(d) => Some(d),
+                None => hub.wait_description(DESCRIBE_WAIT).await,
+            };
+            let Some(tracks) = desc.map(|d| d.tracks.len()) else {
+                let _ = tx.send(respond(503, &[("Retry-After", "5".into())], b"")).await;
+                return false;
+            };
+            let Some(track) = sdp::track_of(path, name).filter(|&t| t < tracks) else {
+                let _ = tx.send(respond(404, &[], b"")).await;
+                return false;
+            };
+            if st.sub.is_some() {
+                // Tracks are fixed once playing.
+                let _ = tx.send(respond(455, &[], b"")).await;
+                return false;
+            }
+            let channel = ch.map_or(default_channel(track), |c| c.0);
+            st.channels[track] = Some(channel);
             st.stream = Some(hub.clone());
             if st.session.is_none() {
                 st.session = Some(format!("{:016X}", rand::random::<u64>()));
             }
             let transport = format!(
                 "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08X}",
-                st.channel,
-                st.channel.wrapping_add(1),
-                hub.ssrc()
+                channel,
+                channel.wrapping_add(1),
+                hub.ssrc(track)
             );
             respond(200, &[("Transport", transport), ("Session", session_hdr(st).unwrap_or_default())], b"")
         }
@@ -213,13 +240,24 @@ async fn handle(st: &mut State, ctx: &ServerCtx, tx: &mpsc::Sender<Out>, req: Re
             }
             if st.sub.is_none() {
                 // `Range` is ignored: this is a live stream, everyone shares one timeline.
-                let sub = hub.subscribe();
-                let base = req.uri.trim_end_matches('/').to_string();
-                let url = if base.ends_with(TRACK) { base } else { format!("{base}/{TRACK}") };
-                let rtp_info = match sub.first {
-                    Some((seq, ts)) => format!("url={url};seq={seq};rtptime={ts}"),
-                    None => format!("url={url}"),
-                };
+                let mask = st.channels.iter().enumerate().fold(0u8, |m, (i, c)| m | ((c.is_some() as u8) << i));
+                let sub = hub.subscribe(mask);
+                let mut base = req.uri.trim_end_matches('/');
+                if let Some((b, last)) = base.rsplit_once('/').filter(|(_, l)| l.starts_with("trackID=")) {
+                    let _ = last;
+                    base = b;
+                }
+                let rtp_info: Vec<String> = (0..MAX_TRACKS)
+                    .filter(|&i| st.channels[i].is_some())
+                    .map(|i| {
+                        let url = format!("{base}/{}", sdp::track_control(i));
+                        match sub.first[i] {
+                            Some((seq, ts)) => format!("url={url};seq={seq};rtptime={ts}"),
+                            None => format!("url={url}"),
+                        }
+                    })
+                    .collect();
+                let rtp_info = rtp_info.join(",");
                 let resp = respond(
                     200,
                     &[
@@ -230,7 +268,7 @@ async fn handle(st: &mut State, ctx: &ServerCtx, tx: &mpsc::Sender<Out>, req: Re
                     b"",
                 );
                 let _ = tx.send(resp).await;
-                let _ = tx.send(Out::Play(sub.viewer.clone(), st.channel, hub.clone())).await;
+                let _ = tx.send(Out::Play(sub.viewer.clone(), st.channels, hub.clone())).await;
                 st.sub = Some(sub);
                 return false;
             }
@@ -287,7 +325,7 @@ async fn write_shared(wr: &OwnedWriteHalf, mut data: &[u8], stall: Duration) -> 
 async fn drain(
     wr: &OwnedWriteHalf,
     v: &Viewer,
-    ch: u8,
+    ch: &Channels,
     stall: Duration,
     frames: &mut Vec<Arc<Frame>>,
     buf: &mut Vec<u8>,
@@ -298,19 +336,18 @@ async fn drain(
             return Ok(());
         }
         buf.clear();
-        let data: &[u8] = if ch == 0 && frames.len() == 1 {
-            &frames[0].wire[done..]
+        let data: &[u8] = if frames.len() == 1 && ch[frames[0].track as usize] == Some(frames[0].default_channel()) {
+            &frames[0].wire[done.min(frames[0].wire.len())..]
         } else {
             for f in frames.iter() {
-                if ch == 0 {
-                    buf.extend_from_slice(&f.wire);
-                } else {
-                    for p in &f.packets {
-                        codec::put_interleaved(buf, ch, p);
-                    }
+                match ch[f.track as usize] {
+                    Some(c) if c == f.default_channel() => buf.extend_from_slice(&f.wire),
+                    Some(c) => f.packets().for_each(|p| codec::put_interleaved(buf, c, p)),
+                    None => {}
                 }
             }
-            // Only channel 0 is ever written directly, so only it can have a partial head.
+            // Only viewers on the default channels are written directly, so only they can have a
+            // partial head, which is then `wire` as is.
             &buf[done.min(buf.len())..]
         };
         let r = write_shared(wr, data, stall).await;
@@ -325,14 +362,14 @@ async fn drain(
 
 async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: Duration, done: CancellationToken) {
     let wr = Arc::new(wr);
-    let mut play: Option<(Arc<Viewer>, u8, Arc<StreamHub>)> = None;
+    let mut play: Option<(Arc<Viewer>, Channels, Arc<StreamHub>)> = None;
     let mut frames: Vec<Arc<Frame>> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let end = 'conn: loop {
         if let Some((v, ch, _)) = &play {
             // Catch up on what was queued, then hand the socket back to the hub's direct path.
             loop {
-                if let Err(e) = drain(&wr, v, *ch, stall, &mut frames, &mut buf).await {
+                if let Err(e) = drain(&wr, v, ch, stall, &mut frames, &mut buf).await {
                     break 'conn Some(e);
                 }
                 if v.release() {
@@ -354,7 +391,7 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: Dura
                     if let Some((v, ch, _)) = &play {
                         // A response must not land inside a frame: `drain` claims the socket and
                         // finishes what is queued (a frame the socket took part of among it) first.
-                        if let Err(e) = drain(&wr, v, *ch, stall, &mut frames, &mut buf).await {
+                        if let Err(e) = drain(&wr, v, ch, stall, &mut frames, &mut buf).await {
                             break Some(e);
                         }
                     }
@@ -363,7 +400,7 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: Dura
                     }
                 }
                 Some(Out::Play(v, ch, hub)) => {
-                    if ch == 0 {
+                    if default_channels(&ch) {
                         v.set_direct(Some(wr.clone()));
                     }
                     play = Some((v, ch, hub));
@@ -372,7 +409,7 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: Dura
                     if let Some((v, ch, _)) = play.take() {
                         // Finish a frame the socket took part of, so what follows starts clean.
                         v.set_direct(None);
-                        if let Err(e) = drain(&wr, &v, ch, stall, &mut frames, &mut buf).await {
+                        if let Err(e) = drain(&wr, &v, &ch, stall, &mut frames, &mut buf).await {
                             break Some(e);
                         }
                     }

@@ -11,4 +11,12 @@ ffmpeg -hide_banner -loglevel error -y \
   -x264-params "keyint=30:min-keyint=30:scenecut=0:bframes=0:repeat-headers=1:sliced-threads=0:slices=1" \
   -b:v 700k -maxrate 900k -bufsize 900k \
   -bsf:v h264_mp4toannexb -f h264 doorbell_1536x2048_15fps.h264
-ls -l doorbell_1536x2048_15fps.h264
+# The same at half the resolution, 2 s: what the stream becomes when the owner lowers the
+# resolution in the app (the simulator switches to it on `POST /sim/resolution?size=768x1024`).
+ffmpeg -hide_banner -loglevel error -y \
+  -f lavfi -i "testsrc2=size=768x1024:rate=15:duration=2" \
+  -c:v libx264 -profile:v main -preset veryfast -tune zerolatency -threads 1 -pix_fmt yuv420p \
+  -x264-params "keyint=30:min-keyint=30:scenecut=0:bframes=0:repeat-headers=1:sliced-threads=0:slices=1" \
+  -b:v 300k -maxrate 400k -bufsize 400k \
+  -bsf:v h264_mp4toannexb -f h264 doorbell_768x1024_15fps.h264
+ls -l doorbell_1536x2048_15fps.h264 doorbell_768x1024_15fps.h264

@@ -1,0 +1,206 @@
+//! The doorbell's sound through the bridge: AAC and G.711 doorbells (simulated), read by real
+//! clients (ffprobe, GStreamer's rtspsrc, retina), tracks set up one by one, audio in step with
+//! the video burst a new viewer starts with, and how soon libavformat has a first frame.
+
+mod rtsp_common;
+
+use std::time::{Duration, Instant};
+
+use doorbell_bridge::sim::audio::SimAudio;
+use doorbell_bridge::sim::SimOptions;
+use futures::StreamExt;
+use rtsp_common::*;
+
+async fn rig(audio: SimAudio) -> Rig {
+    let rig = Rig::start_with(SimOptions { audio, ..SimOptions::default() }, |_| {}).await;
+    rig.wait_main().await;
+    rig
+}
+
+/// ffprobe's view of the stream: per stream (video first) its codec, rate and decoded frames.
+async fn ffprobe(url: &str) -> Vec<(String, String, u64, u64)> {
+    let out = run_tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-read_intervals",
+            "%+2",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,codec_name,sample_rate,nb_read_frames",
+            "-of",
+            "json",
+            url,
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let num = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    j["streams"]
+        .as_array()
+        .unwrap_or_else(|| panic!("ffprobe: {}", String::from_utf8_lossy(&out.stderr)))
+        .iter()
+        .map(|s| {
+            let t = s["codec_type"].as_str().unwrap_or("").to_string();
+            (t, s["codec_name"].as_str().unwrap_or("").to_string(), num(&s["sample_rate"]), num(&s["nb_read_frames"]))
+        })
+        .collect()
+}
+
+/// GStreamer decodes 15 video frames and 15 audio buffers (both branches must end).
+async fn gstreamer(url: &str) {
+    let loc = format!("location={url}");
+    let pipeline = [
+        "-q",
+        "rtspsrc",
+        &loc,
+        "protocols=tcp",
+        "name=s",
+        "s.",
+        "!",
+        "application/x-rtp,media=video",
+        "!",
+        "rtph264depay",
+        "!",
+        "h264parse",
+        "!",
+        "avdec_h264",
+        "!",
+        "fakesink",
+        "num-buffers=15",
+        "s.",
+        "!",
+        "application/x-rtp,media=audio",
+        "!",
+        "decodebin",
+        "!",
+        "audioconvert",
+        "!",
+        "fakesink",
+        "num-buffers=15",
+    ];
+    let out = run_tool("gst-launch-1.0", &pipeline, Duration::from_secs(30)).await;
+    assert!(out.status.success(), "gst-launch failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// retina sets up every stream and demuxes video frames and audio frames.
+async fn retina_reads_both(url: &str, audio_codec: &str) {
+    use retina::client::{Session, SetupOptions, Transport};
+    let mut session = Session::describe(url::Url::parse(url).unwrap(), Default::default()).await.unwrap();
+    assert_eq!(session.streams().len(), 2);
+    assert_eq!(session.streams()[1].encoding_name(), audio_codec);
+    for i in 0..2 {
+        session.setup(i, SetupOptions::default().transport(Transport::Tcp(Default::default()))).await.unwrap();
+    }
+    let mut demuxed = session.play(Default::default()).await.unwrap().demuxed().unwrap();
+    let (mut video, mut audio) = (0, 0);
+    while video < 10 || audio < 10 {
+        match tokio::time::timeout(Duration::from_secs(10), demuxed.next()).await.expect("frames in time") {
+            Some(Ok(retina::codec::CodecItem::VideoFrame(_))) => video += 1,
+            Some(Ok(retina::codec::CodecItem::AudioFrame(f))) => {
+                assert!(!f.data().is_empty());
+                audio += 1;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("retina: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aac_doorbell_is_heard_through_ffprobe_gstreamer_and_retina() {
+    let rig = rig(SimAudio::Aac).await;
+    let url = rig.url("main");
+    let streams = ffprobe(&url).await;
+    assert_eq!(streams.len(), 2, "{streams:?}");
+    assert_eq!((streams[0].0.as_str(), streams[0].1.as_str()), ("video", "h264"));
+    assert_eq!((streams[1].0.as_str(), streams[1].1.as_str(), streams[1].2), ("audio", "aac", 16000));
+    // 2 s of 1024-sample frames at 16 kHz is ~31; the burst adds a little.
+    assert!(streams[1].3 >= 20, "ffprobe decoded {} AAC frames", streams[1].3);
+    gstreamer(&url).await;
+    retina_reads_both(&url, "mpeg4-generic").await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g711_doorbells_are_heard_through_ffprobe_gstreamer_and_retina() {
+    for (kind, ff, enc) in [(SimAudio::Pcmu, "pcm_mulaw", "pcmu"), (SimAudio::Pcma, "pcm_alaw", "pcma")] {
+        let rig = rig(kind).await;
+        let url = rig.url("main");
+        let streams = ffprobe(&url).await;
+        assert_eq!(streams.len(), 2, "{streams:?}");
+        assert_eq!((streams[1].0.as_str(), streams[1].1.as_str(), streams[1].2), ("audio", ff, 8000));
+        // 20 ms packets: 2 s is 100 of them.
+        assert!(streams[1].3 >= 60, "ffprobe decoded {} {ff} frames", streams[1].3);
+        gstreamer(&url).await;
+        retina_reads_both(&url, enc).await;
+        rig.stop().await;
+    }
+}
+
+fn rtp_ts(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[4], p[5], p[6], p[7]])
+}
+
+/// `seq` and `rtptime` of the `RTP-Info` entry for `track`.
+fn rtp_info(play: &Resp, track: usize) -> (u16, u32) {
+    let info = play.header("RTP-Info").unwrap();
+    let entry = info.split(',').find(|e| e.contains(&format!("trackID={track};"))).unwrap_or_else(|| panic!("{info}"));
+    let get = |k: &str| entry.split(';').find_map(|p| p.strip_prefix(k)).unwrap().parse::<u64>().unwrap();
+    (get("seq=") as u16, get("rtptime=") as u32)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracks_are_set_up_one_by_one_and_audio_starts_with_the_keyframe() {
+    let rig = rig(SimAudio::Aac).await;
+    let url = rig.url("main");
+    let mut c = Raw::connect(rig.rtsp).await;
+    let d = c.request("DESCRIBE", &url, &[]).await;
+    assert_eq!(d.status, 200);
+    let t = |a: u8| ("Transport", format!("RTP/AVP/TCP;unicast;interleaved={a}-{}", a + 1));
+    // A track the stream does not have is not found.
+    assert_eq!(c.request("SETUP", &format!("{url}/trackID=2"), &[t(4)]).await.status, 404);
+    assert_eq!(c.request("SETUP", &format!("{url}/trackID=x"), &[t(4)]).await.status, 404);
+    // Audio on channel 6, video on 0: the viewer chooses.
+    assert_eq!(c.request("SETUP", &format!("{url}/trackID=1"), &[t(6)]).await.status, 200);
+    assert_eq!(c.request("SETUP", &format!("{url}/trackID=0"), &[t(0)]).await.status, 200);
+    let play = c.request("PLAY", &url, &[]).await;
+    assert_eq!(play.status, 200);
+    let played = Instant::now();
+    let (v_seq, v_ts) = rtp_info(&play, 0);
+    let (a_seq, a_ts) = rtp_info(&play, 1);
+    let (mut first_v, mut first_a, mut last_v, mut last_a) = (None, None, 0u32, 0u32);
+    while played.elapsed() < Duration::from_secs(3) {
+        match tokio::time::timeout(Duration::from_secs(5), c.next()).await.unwrap().unwrap() {
+            Got::Rtp(0, p) => {
+                if first_v.is_none() {
+                    assert!(key(&p), "video starts at a keyframe");
+                    assert_eq!((seq(&p), rtp_ts(&p)), (v_seq, v_ts), "RTP-Info names the first video packet");
+                    first_v = Some(played.elapsed());
+                }
+                last_v = rtp_ts(&p);
+            }
+            Got::Rtp(6, p) => {
+                assert_eq!(p[1] & 0x7f, 97, "the doorbell's AAC payload type");
+                if first_a.is_none() {
+                    assert_eq!((seq(&p), rtp_ts(&p)), (a_seq, a_ts), "RTP-Info names the first audio packet");
+                    first_a = Some(played.elapsed());
+                }
+                last_a = rtp_ts(&p);
+            }
+            Got::Rtp(ch, _) => panic!("data on channel {ch}, which nobody set up"),
+            Got::Resp(_) => {}
+        }
+    }
+    // Both arrive at once (the cache), and the two clocks, counted from RTP-Info, agree: a
+    // player starting both at RTP-Info's times plays them in step.
+    assert!(first_v.unwrap() < Duration::from_millis(300) && first_a.unwrap() < Duration::from_millis(300));
+    let v = last_v.wrapping_sub(v_ts) as f64 / 90_000.0;
+    let a = last_a.wrapping_sub(a_ts) as f64 / 16_000.0;
+    assert!((v - a).abs() < 0.15, "video at {v:.3} s, audio at {a:.3} s since the start");
+    rig.stop().await;
+}

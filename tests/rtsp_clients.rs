@@ -1,0 +1,205 @@
+//! libavformat clients (the ffmpeg CLI with its defaults, PyAV opened as Home Assistant's stream
+//! worker opens it) and a third-party camera (gst-rtsp-server, bench/gst_rtsp_camera.py) with
+//! AAC or G.711 sound behind the bridge: every client reads video and audio, and a viewer
+//! joining at any moment of the GOP has its first picture at once.
+
+mod rtsp_common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use doorbell_bridge::sim::SimOptions;
+use futures::StreamExt;
+use rtsp_common::*;
+use tokio::io::AsyncBufReadExt;
+
+/// The Python with PyAV that scripts/test makes (`DOORBELL_BRIDGE_TEST_PYAV`).
+fn pyav() -> String {
+    let p = std::env::var("DOORBELL_BRIDGE_TEST_PYAV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/pyav/bin/python"));
+    assert!(p.exists(), "{} missing: scripts/test makes a venv with PyAV", p.display());
+    p.to_string_lossy().into_owned()
+}
+
+fn bench(script: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench").join(script).to_string_lossy().into_owned()
+}
+
+/// gst-rtsp-server serving H.264 and a tone as `sound`; ends when dropped (stdin closes, killed).
+struct Camera {
+    _child: tokio::process::Child,
+    port: u16,
+}
+
+async fn camera(sound: &str) -> Camera {
+    let mut child = tokio::process::Command::new("/usr/bin/python3")
+        .args([bench("gst_rtsp_camera.py").as_str(), sound])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3-gi and gst-rtsp-server (scripts/test installs them)");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let port = line.strip_prefix("ready ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    Camera { _child: child, port }
+}
+
+/// The bridge with the camera as its doorbell.
+async fn bridge_on(cam: &Camera) -> Rig {
+    let port = cam.port;
+    let rig = Rig::start_with(SimOptions::default(), |c| {
+        c.doorbell.rtsp_port = port;
+        c.streams.get_mut("main").unwrap().path = "/Streaming/Channels/101".into();
+    })
+    .await;
+    rig.wait_main().await;
+    rig
+}
+
+async fn pyav_decode(url: &str) -> serde_json::Value {
+    let out = run_tool(&pyav(), &[&bench("first_frame.py"), "--decode", url], Duration::from_secs(40)).await;
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("PyAV: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gst_rtsp_server_camera_with_aac_or_g711_is_heard_by_every_client() {
+    for (sound, ff) in [("aac", "aac"), ("pcmu", "pcm_mulaw")] {
+        let cam = camera(sound).await;
+        let rig = bridge_on(&cam).await;
+        let url = rig.url("main");
+        // ffprobe: both streams, audio decoded.
+        let out = run_tool(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-rtsp_transport",
+                "tcp",
+                "-read_intervals",
+                "%+2",
+                "-count_frames",
+                "-show_entries",
+                "stream=codec_type,codec_name,nb_read_frames",
+                "-of",
+                "json",
+                &url,
+            ],
+            Duration::from_secs(30),
+        )
+        .await;
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let s = j["streams"].as_array().unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(s.len(), 2, "{j}");
+        assert_eq!((s[0]["codec_name"].as_str(), s[1]["codec_name"].as_str()), (Some("h264"), Some(ff)), "{j}");
+        let audio_frames: u64 = s[1]["nb_read_frames"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+        assert!(audio_frames >= 10, "{j}");
+        // PyAV as Home Assistant opens it.
+        let p = pyav_decode(&url).await;
+        assert_eq!(p["codecs"], serde_json::json!(["video:h264", format!("audio:{ff}")]), "{p}");
+        assert!(p["video"].as_u64() >= Some(10) && p["audio"].as_u64() >= Some(10), "{p}");
+        // GStreamer: both branches decode.
+        let loc = format!("location={url}");
+        let out = run_tool(
+            "gst-launch-1.0",
+            &[
+                "-q",
+                "rtspsrc",
+                &loc,
+                "protocols=tcp",
+                "name=s",
+                "s.",
+                "!",
+                "application/x-rtp,media=video",
+                "!",
+                "rtph264depay",
+                "!",
+                "h264parse",
+                "!",
+                "avdec_h264",
+                "!",
+                "fakesink",
+                "num-buffers=15",
+                "s.",
+                "!",
+                "application/x-rtp,media=audio",
+                "!",
+                "decodebin",
+                "!",
+                "audioconvert",
+                "!",
+                "fakesink",
+                "num-buffers=15",
+            ],
+            Duration::from_secs(30),
+        )
+        .await;
+        assert!(out.status.success(), "gst-launch: {}", String::from_utf8_lossy(&out.stderr));
+        // retina: audio frames demuxed.
+        use retina::client::{Session, SetupOptions, Transport};
+        let mut session = Session::describe(url::Url::parse(&url).unwrap(), Default::default()).await.unwrap();
+        for i in 0..session.streams().len() {
+            session.setup(i, SetupOptions::default().transport(Transport::Tcp(Default::default()))).await.unwrap();
+        }
+        let mut demuxed = session.play(Default::default()).await.unwrap().demuxed().unwrap();
+        let (mut video, mut audio) = (0, 0);
+        while video < 10 || audio < 10 {
+            match tokio::time::timeout(Duration::from_secs(10), demuxed.next()).await.expect("frames in time") {
+                Some(Ok(retina::codec::CodecItem::VideoFrame(_))) => video += 1,
+                Some(Ok(retina::codec::CodecItem::AudioFrame(_))) => audio += 1,
+                Some(Ok(_)) => {}
+                other => panic!("retina: {other:?}"),
+            }
+        }
+        drop(demuxed);
+        rig.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyav_hears_the_simulated_aac_and_g711_doorbells() {
+    use doorbell_bridge::sim::audio::SimAudio;
+    for (audio, ff) in [(SimAudio::Aac, "aac"), (SimAudio::Pcmu, "pcm_mulaw")] {
+        let rig = Rig::start_with(SimOptions { audio, ..SimOptions::default() }, |_| {}).await;
+        rig.wait_main().await;
+        let p = pyav_decode(&rig.url("main")).await;
+        assert_eq!(p["codecs"], serde_json::json!(["video:h264", format!("audio:{ff}")]), "{p}");
+        assert!(p["video"].as_u64() >= Some(10) && p["audio"].as_u64() >= Some(10), "{p}");
+        rig.stop().await;
+    }
+}
+
+/// p95 of a client's first-frame times over random joins, per URL, from bench/first_frame.py.
+async fn first_frames(urls: &[&str], joins: usize) -> serde_json::Value {
+    let joins = joins.to_string();
+    let mut args = vec![bench("first_frame.py"), "--json".into(), "--joins".into(), joins, "--clients".into()];
+    args.push("ffmpeg,pyav".into());
+    args.extend(urls.iter().map(|u| u.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_tool(&pyav(), &args, Duration::from_secs(240)).await;
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("first_frame.py: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libavformat_clients_have_a_first_frame_at_any_moment_of_the_gop() {
+    let sim = Rig::start(|_| {}).await;
+    sim.wait_main().await;
+    let cam = camera("aac").await;
+    let on_cam = bridge_on(&cam).await;
+    let (a, b) = (sim.url("main"), on_cam.url("main"));
+    // Let both hubs hold a GOP before and after the current one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = first_frames(&[&a, &b], 8).await;
+    // Without the longer burst, ffmpeg and PyAV wait for 20 live frames (1.3 s at 15 fps) after
+    // joining early in a GOP. The machine is shared with builds: the bound has headroom; the
+    // measured figures are in docs/benchmarks.md.
+    for (k, v) in r.as_object().unwrap() {
+        let p95 = v["p95_ms"].as_f64().unwrap();
+        assert!(p95 < 700.0, "{k}: p95 {p95} ms ({v})");
+    }
+    on_cam.stop().await;
+    sim.stop().await;
+}
