@@ -3,6 +3,7 @@
 //! `POST /sim/ring`, `POST /sim/motion?sensor=pir|video|field&state=on|off`, `POST /sim/reboot`,
 //! `POST /sim/snapshot?mode=ok|slow|fail|digest|basic|missing&delay_ms=N`, `GET /sim/status`.
 
+pub mod backchannel;
 pub mod image;
 pub mod onvif;
 pub mod rtsp;
@@ -45,6 +46,8 @@ pub struct SimOptions {
     /// When set, the simulated Shelly also publishes its presses to this MQTT broker (host, port)
     /// as a Gen1 Uni: `shellies/shellyuni-<MAC>/input/0`, `input_event/0`, `online`.
     pub shelly_mqtt: Option<(String, u16)>,
+    /// Whether the doorbell offers an audio backchannel (`POST /sim/backchannel` switches it).
+    pub backchannel: bool,
 }
 
 impl Default for SimOptions {
@@ -61,6 +64,7 @@ impl Default for SimOptions {
             chime: Duration::from_millis(400),
             reboot_time: Duration::from_secs(3),
             shelly_mqtt: None,
+            backchannel: true,
         }
     }
 }
@@ -86,6 +90,7 @@ pub struct SimState {
     pub snapshot: snapshot::SnapshotControl,
     /// The ONVIF device: clock, PullPoint subscriptions.
     pub onvif: onvif::OnvifSim,
+    pub backchannel: backchannel::Receiver,
 }
 
 pub struct Sim {
@@ -111,6 +116,7 @@ impl Sim {
     pub async fn start(opts: SimOptions) -> std::io::Result<Sim> {
         let state = Arc::new(SimState { online: AtomicBool::new(true), ..Default::default() });
         *state.coiot_target.lock().unwrap() = opts.coiot_target;
+        state.backchannel.enabled.store(opts.backchannel, Ordering::SeqCst);
         let shutdown = CancellationToken::new();
         let (ptx, prx) = tokio::sync::mpsc::unbounded_channel();
         let listener = TcpListener::bind(SocketAddr::new(opts.bind, opts.http_port)).await?;
@@ -170,6 +176,7 @@ fn router(ctx: Ctx) -> Router {
         .route("/sim/motion", post(sim_motion))
         .route("/sim/reboot", post(sim_reboot))
         .route("/sim/status", get(sim_status))
+        .route("/sim/backchannel", post(backchannel::control))
         .with_state(ctx)
 }
 
@@ -219,7 +226,7 @@ async fn sim_reboot(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
 
 async fn sim_status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
     let s = &ctx.state;
-    Json(json!({
+    let mut v = json!({
         "online": s.online.load(Ordering::SeqCst),
         "rtsp_sessions": s.rtsp_sessions.load(Ordering::SeqCst),
         "rtsp_sessions_peak": s.rtsp_sessions_peak.load(Ordering::SeqCst),
@@ -235,5 +242,9 @@ async fn sim_status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
         "onvif_subscriptions_created": s.onvif.subs_created.load(Ordering::SeqCst),
         "onvif_auth_failures": s.onvif.auth_failures.load(Ordering::SeqCst),
         "onvif_clock_offset_secs": s.onvif.clock_offset_secs.load(Ordering::SeqCst),
-    }))
+    });
+    if let Some(m) = v.as_object_mut() {
+        s.backchannel.status(m);
+    }
+    Json(v)
 }

@@ -136,6 +136,10 @@ struct Session {
     ts: u32,
     frame: usize,
     playing: bool,
+    /// Whether a video track was set up (a talk sets up only the backchannel).
+    video: bool,
+    /// The interleaved channel the client sends backchannel audio on.
+    backchannel: Option<u8>,
 }
 
 async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Arc<SimState>, sd: CancellationToken) {
@@ -155,6 +159,10 @@ async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Ar
                         if sock.write_all(&resp).await.is_err() || close {
                             break 'conn;
                         }
+                    } else if let Item::Interleaved { channel, data } = item {
+                        if sess.as_ref().and_then(|s| s.backchannel) == Some(channel) {
+                            state.backchannel.packet(&data);
+                        }
                     }
                 }
                 Ok(None) => break,
@@ -170,7 +178,7 @@ async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Ar
                 if !state.online.load(Ordering::SeqCst) {
                     break; // rebooting: every session drops
                 }
-                if let Some(s) = sess.as_mut().filter(|s| s.playing) {
+                if let Some(s) = sess.as_mut().filter(|s| s.playing && s.video) {
                     let out = next_frame(s);
                     if sock.write_all(&out).await.is_err() {
                         break;
@@ -241,10 +249,11 @@ fn answer(
                  b=AS:5050\r\nt=0 0\r\na=control:{base}\r\nm=video 0 RTP/AVP {PT}\r\nc=IN IP4 0.0.0.0\r\n\
                  b=AS:5000\r\na=recvonly\r\na=x-dimensions:1536,2048\r\na=control:{base}trackID=1\r\n\
                  a=rtpmap:{PT} H264/90000\r\na=fmtp:{PT} profile-level-id={pl}; packetization-mode=1; \
-                 sprop-parameter-sets={sp}\r\na=framerate:{FPS}.0\r\n",
+                 sprop-parameter-sets={sp}\r\na=framerate:{FPS}.0\r\n{bc}",
                 ip = addr.ip(),
                 pl = c.profile_level_id,
                 sp = c.sprop,
+                bc = state.backchannel.sdp(req, &base),
             );
             let h = [("Content-Type", "application/sdp".to_string()), ("Content-Base", base), server];
             (r(200, &h, sdp.as_bytes()), false)
@@ -271,14 +280,24 @@ fn answer(
                     ts: rand::random(),
                     frame: 0,
                     playing: false,
+                    video: false,
+                    backchannel: None,
                 });
             }
-            let s = sess.as_ref().expect("set above");
+            let s = sess.as_mut().expect("set above");
+            let chan = ch.map(|c| c.0).unwrap_or(0);
+            if state.backchannel.is_track(&req.uri) {
+                s.backchannel = Some(chan);
+                state.backchannel.start();
+            } else {
+                (s.channel, s.video) = (if s.video { s.channel } else { chan }, true);
+            }
             let t = format!(
-                "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08x};mode=\"play\"",
-                s.channel,
-                s.channel.wrapping_add(1),
-                s.ssrc
+                "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08x};mode=\"{}\"",
+                chan,
+                chan.wrapping_add(1),
+                s.ssrc,
+                if s.backchannel == Some(chan) { "record" } else { "play" }
             );
             (r(200, &[("Transport", t), session_hdr(s), server], b""), false)
         }
