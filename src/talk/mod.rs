@@ -65,6 +65,8 @@ pub struct Talk {
     pub talk_failures: AtomicU64,
     /// Microseconds of CPU-side work (decode + resample) in the last talk.
     pub last_decode_us: AtomicU64,
+    /// Told when the state changes, so clients following `/api/events` learn it.
+    bus: std::sync::OnceLock<Arc<Bus>>,
 }
 
 impl Talk {
@@ -83,6 +85,7 @@ impl Talk {
             talks_total: AtomicU64::new(0),
             talk_failures: AtomicU64::new(0),
             last_decode_us: AtomicU64::new(0),
+            bus: std::sync::OnceLock::new(),
         })
     }
 
@@ -91,11 +94,19 @@ impl Talk {
     }
 
     fn set_state(&self, s: TalkState) {
-        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if *g != s {
-            tracing::info!("talk: {}", describe(&s));
+        let changed = {
+            let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = *g != s;
+            if changed {
+                tracing::info!("talk: {}", describe(&s));
+            }
+            *g = s;
+            changed
+        };
+        // Outside the lock: the bus asks every status source, this one included.
+        if let Some(bus) = self.bus.get().filter(|_| changed) {
+            bus.status_changed();
         }
-        *g = s;
     }
 
     pub async fn probe(&self) {
@@ -110,6 +121,7 @@ impl Talk {
     /// Probes at start, again whenever the doorbell comes back online, and every 30 s while
     /// the answer is unknown.
     pub async fn run(self: Arc<Self>, bus: Arc<Bus>, shutdown: CancellationToken) {
+        let _ = self.bus.set(bus.clone());
         let mut was_online = bus.state().doorbell_online;
         self.probe().await;
         let mut since = tokio::time::Instant::now();

@@ -34,7 +34,7 @@ async def test_entities_on_one_device(hass: HomeAssistant, bridge) -> None:
     await connected(hass, entry)
     ents = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
     by_domain = sorted(e.domain for e in ents)
-    assert by_domain == ["binary_sensor"] * 5 + ["button", "camera", "event"] + ["sensor"] * 2
+    assert by_domain == ["binary_sensor"] * 5 + ["button", "camera", "event", "media_player"] + ["sensor"] * 2
     devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
     assert len(devices) == 1
     dev = devices[0]
