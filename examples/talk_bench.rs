@@ -20,6 +20,15 @@ fn thread_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// user+sys of this whole process in seconds (/proc/self/stat, clock ticks of 10 ms).
+fn process_cpu() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<u64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    // After the name: state is not numeric, so utime/stime are the 11th and 12th numbers.
+    (f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)) as f64 / 100.0
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -103,10 +112,14 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut lat = Vec::new();
+    let mut speech = 0.0;
+    let cpu0 = process_cpu();
     for _ in 0..talks {
         let t = Instant::now();
         let r = client.post(&url).header("Content-Type", "audio/mpeg").body(short.clone()).send().await.unwrap();
         assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        speech += body["seconds"].as_f64().unwrap_or(0.0);
         let first = sim.state.backchannel.first_packet_at().expect("audio arrived");
         lat.push(first.duration_since(t).as_secs_f64() * 1e3);
     }
@@ -115,6 +128,11 @@ async fn main() {
         pct(&mut lat, 0.5),
         pct(&mut lat, 0.95),
         pct(&mut lat, 1.0)
+    );
+    let cpu = process_cpu() - cpu0;
+    println!(
+        "whole process (bridge + simulated doorbell + HTTP client) during those talks: {:.1} ms CPU per second of speech ({speech:.1} s of speech)",
+        cpu * 1e3 / speech
     );
     shutdown.cancel();
     let _ = task.await;
