@@ -22,11 +22,17 @@ struct Rig {
 
 impl Rig {
     async fn start(backchannel: bool) -> Rig {
-        let sim = Sim::start(SimOptions { backchannel, ..SimOptions::default() }).await.unwrap();
+        Rig::start_with(backchannel, false).await
+    }
+
+    async fn start_with(backchannel: bool, onvif: bool) -> Rig {
+        let sim = Sim::start(SimOptions { backchannel, reboot_time: Duration::from_secs(1), ..SimOptions::default() })
+            .await
+            .unwrap();
         let opts = DemoOptions { http_port: 0, rtsp_port: 0, sim_port: 0, data_dir: None };
         let mut cfg = demo_config(&opts, &sim);
         cfg.coiot.enabled = false;
-        cfg.onvif.enabled = false;
+        cfg.onvif.enabled = onvif;
         let dir = tempfile::tempdir().unwrap();
         let app = App::build(cfg, dir.path().to_path_buf()).await.unwrap();
         let http = app.http_addr();
@@ -39,7 +45,11 @@ impl Rig {
     }
 
     async fn talk_state(&self, want: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.talk_state_within(want, Duration::from_secs(10)).await
+    }
+
+    async fn talk_state_within(&self, want: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
         loop {
             let s = get(&format!("http://{}/api/status", self.http)).await;
             if s["talk"]["state"] == want {
@@ -182,5 +192,25 @@ async fn without_a_backchannel_talk_is_unsupported_with_a_clear_error() {
     let s = rig.sim_status().await;
     assert_eq!(s["backchannel_packets"], 0);
     assert_eq!(s["backchannel_sessions"], 0);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_doorbell_is_probed_again_when_it_comes_back_online() {
+    let rig = Rig::start_with(true, true).await;
+    rig.talk_state("supported").await;
+    let c = reqwest::Client::new();
+    let sim = rig.sim.url();
+    assert!(c.post(format!("{sim}/sim/backchannel?enabled=off")).send().await.unwrap().status().is_success());
+    // Nothing asks the doorbell until it reconnects: still supported.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rig.talk_state("supported").await;
+    assert!(c.post(format!("{sim}/sim/reboot")).send().await.unwrap().status().is_success());
+    let talk = rig.talk_state_within("unsupported", Duration::from_secs(30)).await;
+    assert!(talk["reason"].as_str().unwrap().contains("backchannel"), "{talk}");
+    // And back on: the next reconnect finds it again.
+    assert!(c.post(format!("{sim}/sim/backchannel?enabled=on")).send().await.unwrap().status().is_success());
+    assert!(c.post(format!("{sim}/sim/reboot")).send().await.unwrap().status().is_success());
+    rig.talk_state_within("supported", Duration::from_secs(30)).await;
     rig.stop().await;
 }
