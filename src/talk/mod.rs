@@ -27,6 +27,7 @@ pub const MAX_BODY_BYTES: usize = 12 * 1024 * 1024;
 pub const MAX_SECONDS: u32 = 60;
 /// Hikvision DS-HD1 / EZVIZ DB1: the backchannel is offered on the main channel's URL.
 pub const BACKCHANNEL_PATH: &str = "/Streaming/Channels/101";
+const NOT_PROBED: &str = "not probed yet";
 /// How often an unknown state (doorbell unreachable) is probed again.
 const RETRY_UNKNOWN: Duration = Duration::from_secs(30);
 
@@ -80,7 +81,7 @@ impl Talk {
                 user: d.username.clone(),
                 pass: d.password.expose().to_string(),
             },
-            state: Mutex::new(TalkState::Unknown("not probed yet".into())),
+            state: Mutex::new(TalkState::Unknown(NOT_PROBED.into())),
             busy: tokio::sync::Mutex::new(()),
             talks_total: AtomicU64::new(0),
             talk_failures: AtomicU64::new(0),
@@ -96,12 +97,14 @@ impl Talk {
     fn set_state(&self, s: TalkState) {
         let changed = {
             let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let changed = *g != s;
-            if changed {
+            // The first answer at start is part of the initial status, not news.
+            let first = matches!(&*g, TalkState::Unknown(w) if w == NOT_PROBED);
+            let differs = *g != s;
+            if differs {
                 tracing::info!("talk: {}", describe(&s));
             }
             *g = s;
-            changed
+            differs && !first
         };
         // Outside the lock: the bus asks every status source, this one included.
         if let Some(bus) = self.bus.get().filter(|_| changed) {
