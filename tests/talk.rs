@@ -214,3 +214,35 @@ async fn the_doorbell_is_probed_again_when_it_comes_back_online() {
     rig.talk_state_within("supported", Duration::from_secs(30)).await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_does_not_cut_the_message_short() {
+    let rig = Rig::start(true).await;
+    rig.talk_state("supported").await;
+    let before = rig.sim_status().await;
+    let wav = tone_wav(440.0, 1.0, 8000, 1);
+    let head = format!(
+        "POST /api/talk HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: {}\r\n\r\n",
+        wav.len()
+    );
+    let mut sock = tokio::net::TcpStream::connect(rig.http).await.unwrap();
+    sock.write_all(head.as_bytes()).await.unwrap();
+    sock.write_all(&wav).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(sock);
+    // The message plays out and the session is torn down.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let s = loop {
+        let s = rig.sim_status().await;
+        if s["rtsp_teardowns"].as_u64() > before["rtsp_teardowns"].as_u64() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no TEARDOWN: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!((980..=1020).contains(&s["backchannel_ms"].as_u64().unwrap()), "{s}");
+    // And the talker slot is free again.
+    let (code, body) = rig.post(tone_wav(700.0, 0.3, 8000, 1), "audio/wav").await;
+    assert_eq!(code, 200, "{body}");
+    rig.stop().await;
+}

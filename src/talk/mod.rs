@@ -61,7 +61,7 @@ pub struct Spoken {
 pub struct Talk {
     target: Target,
     state: Mutex<TalkState>,
-    busy: tokio::sync::Mutex<()>,
+    busy: Arc<tokio::sync::Mutex<()>>,
     pub talks_total: AtomicU64,
     pub talk_failures: AtomicU64,
     /// Microseconds of CPU-side work (decode + resample) in the last talk.
@@ -82,7 +82,7 @@ impl Talk {
                 pass: d.password.expose().to_string(),
             },
             state: Mutex::new(TalkState::Unknown(NOT_PROBED.into())),
-            busy: tokio::sync::Mutex::new(()),
+            busy: Arc::new(tokio::sync::Mutex::new(())),
             talks_total: AtomicU64::new(0),
             talk_failures: AtomicU64::new(0),
             last_decode_us: AtomicU64::new(0),
@@ -145,7 +145,7 @@ impl Talk {
 
     /// Decodes `body` and plays it on the doorbell; returns when it has played.
     pub async fn speak(&self, body: bytes::Bytes, mime: Option<String>) -> Result<Spoken, TalkError> {
-        let _guard = self.busy.try_lock().map_err(|_| TalkError::Busy)?;
+        let guard = self.busy.clone().try_lock_owned().map_err(|_| TalkError::Busy)?;
         if let TalkState::Unsupported(why) = self.state() {
             return Err(TalkError::NotSupported(why));
         }
@@ -162,15 +162,21 @@ impl Talk {
             }
         })?;
         self.talks_total.fetch_add(1, Ordering::Relaxed);
-        let res = backchannel::talk(&self.target, &samples).await;
+        let seconds = samples.len() as f64 / decode::OUT_RATE as f64;
+        // Its own task: a client that hangs up mid-message does not cut the session short, so
+        // the message plays out and the TEARDOWN is sent; the talker slot is held until then.
+        let target = self.target.clone();
+        let res = tokio::spawn(async move {
+            let r = backchannel::talk(&target, &samples).await;
+            drop(guard);
+            r
+        })
+        .await
+        .unwrap_or(Err(backchannel::ClientError::Closed));
         match res {
             Ok(Ok(sent)) => {
                 self.set_state(TalkState::Supported(sent.offer.clone()));
-                Ok(Spoken {
-                    seconds: samples.len() as f64 / decode::OUT_RATE as f64,
-                    packets: sent.packets,
-                    first_packet_ms: sent.first_packet.as_secs_f64() * 1000.0,
-                })
+                Ok(Spoken { seconds, packets: sent.packets, first_packet_ms: sent.first_packet.as_secs_f64() * 1000.0 })
             }
             Ok(Err(why)) => {
                 self.talk_failures.fetch_add(1, Ordering::Relaxed);
