@@ -26,6 +26,8 @@ pub struct DemoTuning {
     pub ring_min_gap_ms: Option<u64>,
     /// Loopback clients need the API token too (to exercise authentication from loopback).
     pub require_token: bool,
+    /// The simulated doorbell offers no audio backchannel.
+    pub no_backchannel: bool,
 }
 
 impl DemoTuning {
@@ -73,6 +75,7 @@ pub async fn run_tuned(opts: DemoOptions, tuning: DemoTuning, shutdown: Cancella
         bind: lo,
         http_port: opts.sim_port,
         rtsp_port: if opts.sim_port == 0 { 0 } else { opts.sim_port + 1 },
+        backchannel: !tuning.no_backchannel,
         ..SimOptions::default()
     };
     let sim = Sim::start(sim_opts).await.map_err(|e| {
@@ -108,6 +111,7 @@ pub async fn run_tuned(opts: DemoOptions, tuning: DemoTuning, shutdown: Cancella
     println!("    reboot            curl -X POST {}/sim/reboot", sim.url());
     println!("    snapshot URL      curl -X POST '{}/sim/snapshot?mode=slow&delay_ms=2000'  (ok|slow|fail|digest|basic|missing)", sim.url());
     println!("    its state         curl {}/sim/status", sim.url());
+    println!("    talk through it   curl -X POST -H 'Content-Type: audio/wav' --data-binary @message.wav http://{http}/api/talk");
     println!();
     println!(
         "  Loopback clients need no credentials; others use the ones in {}",

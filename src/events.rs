@@ -258,6 +258,13 @@ impl Bus {
         self.push(&mut g, Payload::State(body));
     }
 
+    /// A status source's part of the status changed (e.g. `talk`): emits a `state` event.
+    pub fn status_changed(&self) {
+        let mut g = self.lock();
+        let body = self.status_locked(&g);
+        self.push(&mut g, Payload::State(body));
+    }
+
     /// Whether one source (`onvif`, `coiot`, `mqtt`...) is delivering; emits `state` on change.
     pub fn set_source(&self, source: &str, up: bool) {
         let mut g = self.lock();

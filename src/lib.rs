@@ -20,6 +20,7 @@ pub mod rtsp;
 pub mod sim;
 pub mod snapshot;
 pub mod supervisor;
+pub mod talk;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -144,12 +145,18 @@ impl App {
             commands = Some(onvif::start(&config, onvif_state, bus.clone(), identity, shutdown.clone(), &mut tasks)?);
         }
         tasks.spawn(snapshots.clone().run(shutdown.clone()));
+        let talk = (!config.doorbell.host.is_empty()).then(|| talk::Talk::new(&config));
+        if let Some(t) = &talk {
+            bus.add_status_source(t.clone());
+            tasks.spawn(t.clone().run(bus.clone(), shutdown.clone()));
+        }
 
         let state = api::ApiState {
             bus: bus.clone(),
             access: access.clone(),
             snapshots: snapshots.clone(),
             commands,
+            talk,
             shutdown: shutdown.clone(),
         };
         let router = api::router(state);

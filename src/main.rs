@@ -42,6 +42,9 @@ enum Command {
         /// Loopback clients need the API token too.
         #[arg(long)]
         require_token: bool,
+        /// The simulated doorbell offers no audio backchannel (talk is then unsupported).
+        #[arg(long)]
+        no_backchannel: bool,
     },
     /// Validate a configuration file: exit 0, or print every problem and exit 2.
     CheckConfig { path: PathBuf },
@@ -186,11 +189,19 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match cli.command {
             Some(Command::Healthcheck) => healthcheck(cli.config.as_deref()).await,
-            Some(Command::Demo { http_port, rtsp_port, sim_port, data_dir, ring_min_gap_ms, require_token }) => {
+            Some(Command::Demo {
+                http_port,
+                rtsp_port,
+                sim_port,
+                data_dir,
+                ring_min_gap_ms,
+                require_token,
+                no_backchannel,
+            }) => {
                 init_logging("info");
                 let token = shutdown_on_signals();
                 let opts = DemoOptions { http_port, rtsp_port, sim_port, data_dir };
-                let tuning = DemoTuning { ring_min_gap_ms, require_token };
+                let tuning = DemoTuning { ring_min_gap_ms, require_token, no_backchannel };
                 match doorbell_bridge::demo::run_tuned(opts, tuning, token).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => exit_for(&e),

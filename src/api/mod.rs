@@ -4,6 +4,7 @@
 pub mod error;
 pub mod rings;
 pub mod sse;
+pub mod talk;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub access: Arc<Access>,
     pub snapshots: Arc<Snapshots>,
     pub commands: Option<Arc<dyn Commands>>,
+    /// `POST /api/talk`; None when the bridge has no doorbell to talk through.
+    pub talk: Option<Arc<crate::talk::Talk>>,
     pub shutdown: CancellationToken,
 }
 
@@ -69,6 +72,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(api)
         .fallback(|| async { Error::new(ErrorKind::NotFound, "no such endpoint") })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .merge(talk::router(state.clone())) // after the limit: it takes audio uploads
         .with_state(state)
 }
 

@@ -4,6 +4,7 @@
 //! `POST /sim/snapshot?mode=ok|slow|fail|digest|basic|missing&delay_ms=N`, `GET /sim/status`.
 
 pub mod audio;
+pub mod backchannel;
 pub mod image;
 pub mod onvif;
 pub mod rtsp;
@@ -48,6 +49,8 @@ pub struct SimOptions {
     pub shelly_mqtt: Option<(String, u16)>,
     /// The doorbell's sound track (AAC by default, G.711 like some firmware, or none).
     pub audio: audio::SimAudio,
+    /// Whether the doorbell offers an audio backchannel (`POST /sim/backchannel` switches it).
+    pub backchannel: bool,
 }
 
 impl Default for SimOptions {
@@ -65,6 +68,7 @@ impl Default for SimOptions {
             reboot_time: Duration::from_secs(3),
             shelly_mqtt: None,
             audio: audio::SimAudio::default(),
+            backchannel: true,
         }
     }
 }
@@ -92,6 +96,7 @@ pub struct SimState {
     pub snapshot: snapshot::SnapshotControl,
     /// The ONVIF device: clock, PullPoint subscriptions.
     pub onvif: onvif::OnvifSim,
+    pub backchannel: backchannel::Receiver,
 }
 
 pub struct Sim {
@@ -117,6 +122,7 @@ impl Sim {
     pub async fn start(opts: SimOptions) -> std::io::Result<Sim> {
         let state = Arc::new(SimState { online: AtomicBool::new(true), ..Default::default() });
         *state.coiot_target.lock().unwrap() = opts.coiot_target;
+        state.backchannel.enabled.store(opts.backchannel, Ordering::SeqCst);
         let shutdown = CancellationToken::new();
         let (ptx, prx) = tokio::sync::mpsc::unbounded_channel();
         let listener = TcpListener::bind(SocketAddr::new(opts.bind, opts.http_port)).await?;
@@ -177,6 +183,7 @@ fn router(ctx: Ctx) -> Router {
         .route("/sim/reboot", post(sim_reboot))
         .route("/sim/resolution", post(sim_resolution))
         .route("/sim/status", get(sim_status))
+        .route("/sim/backchannel", post(backchannel::control))
         .with_state(ctx)
 }
 
@@ -242,7 +249,7 @@ async fn sim_reboot(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
 
 async fn sim_status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
     let s = &ctx.state;
-    Json(json!({
+    let mut v = json!({
         "online": s.online.load(Ordering::SeqCst),
         "rtsp_sessions": s.rtsp_sessions.load(Ordering::SeqCst),
         "rtsp_sessions_peak": s.rtsp_sessions_peak.load(Ordering::SeqCst),
@@ -258,5 +265,9 @@ async fn sim_status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
         "onvif_subscriptions_created": s.onvif.subs_created.load(Ordering::SeqCst),
         "onvif_auth_failures": s.onvif.auth_failures.load(Ordering::SeqCst),
         "onvif_clock_offset_secs": s.onvif.clock_offset_secs.load(Ordering::SeqCst),
-    }))
+    });
+    if let Some(m) = v.as_object_mut() {
+        s.backchannel.status(m);
+    }
+    Json(v)
 }

@@ -153,6 +153,8 @@ struct Session {
     ticks: u64,
     playing: bool,
     audio: Option<AudioOut>,
+    /// The interleaved channel the client sends backchannel audio on.
+    backchannel: Option<u8>,
 }
 
 /// The sound's side of a session.
@@ -182,6 +184,10 @@ async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Ar
                         let (resp, close) = answer(&req, addr, &opts, &state, &challenge, &mut sess);
                         if sock.write_all(&resp).await.is_err() || close {
                             break 'conn;
+                        }
+                    } else if let Item::Interleaved { channel, data } = item {
+                        if sess.as_ref().and_then(|s| s.backchannel) == Some(channel) {
+                            state.backchannel.packet(&data);
                         }
                     }
                 }
@@ -315,6 +321,7 @@ fn answer(
                     lines = a.sdp
                 ));
             }
+            sdp.push_str(&state.backchannel.sdp(req, &base));
             let h = [("Content-Type", "application/sdp".to_string()), ("Content-Base", base), server];
             (r(200, &h, sdp.as_bytes()), false)
         }
@@ -322,8 +329,11 @@ fn answer(
             let Some(ch) = codec::tcp_interleaved(req.header("Transport").unwrap_or("")) else {
                 return (r(461, &[], b""), false);
             };
-            // Hikvision numbers its tracks from 1: video trackID=1, audio trackID=2.
+            // Hikvision numbers its tracks from 1: video trackID=1, audio trackID=2; the
+            // backchannel (when offered) is its own track.
+            let backchannel = state.backchannel.is_track(&req.uri);
             let track = match codec::uri_path(&req.uri).trim_end_matches('/').rsplit('/').next() {
+                _ if backchannel => 0,
                 Some("trackID=1") => 1,
                 Some("trackID=2") if audio::sound(opts.audio).is_some() => 2,
                 Some(t) if t.starts_with("trackID=") => return (r(404, &[], b""), false),
@@ -350,14 +360,21 @@ fn answer(
                     ticks: 0,
                     playing: false,
                     audio: None,
+                    backchannel: None,
                 });
             }
             let s = sess.as_mut().expect("set above");
-            let channel = ch.map(|c| c.0).unwrap_or(2 * (track - 1));
-            let ssrc = if track == 1 {
+            let (channel, ssrc, mode) = if backchannel {
+                let channel = ch.map(|c| c.0).unwrap_or(4);
+                s.backchannel = Some(channel);
+                state.backchannel.start();
+                (channel, s.ssrc, "record")
+            } else if track == 1 {
+                let channel = ch.map(|c| c.0).unwrap_or(0);
                 s.channel = Some(channel);
-                s.ssrc
+                (channel, s.ssrc, "play")
             } else {
+                let channel = ch.map(|c| c.0).unwrap_or(2);
                 let a = s.audio.get_or_insert_with(|| AudioOut {
                     sound: audio::sound(opts.audio).expect("checked above"),
                     channel,
@@ -367,10 +384,10 @@ fn answer(
                     sent: 0,
                 });
                 a.channel = channel;
-                a.ssrc
+                (channel, a.ssrc, "play")
             };
             let t = format!(
-                "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08x};mode=\"play\"",
+                "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08x};mode=\"{mode}\"",
                 channel,
                 channel.wrapping_add(1),
                 ssrc

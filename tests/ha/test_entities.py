@@ -34,7 +34,7 @@ async def test_entities_on_one_device(hass: HomeAssistant, bridge) -> None:
     await connected(hass, entry)
     ents = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
     by_domain = sorted(e.domain for e in ents)
-    assert by_domain == ["binary_sensor"] * 5 + ["button"] + ["camera"] * 2 + ["event", "image"] + ["sensor"] * 2
+    assert by_domain == ["binary_sensor"] * 5 + ["button"] + ["camera"] * 2 + ["event", "image", "media_player"] + ["sensor"] * 2
     # Noisy or secondary entities start disabled.
     disabled = sorted(e.unique_id.rsplit("-", 1)[1] for e in ents if e.disabled_by is not None)
     assert disabled == ["camera_sub", "viewers"]

@@ -17,6 +17,7 @@ PLATFORMS: list[Platform] = [
     Platform.CAMERA,
     Platform.EVENT,
     Platform.IMAGE,
+    Platform.MEDIA_PLAYER,
     Platform.SENSOR,
 ]
 
