@@ -15,7 +15,7 @@ from aiohttp import web
 from homeassistant.components.tts import TextToSpeechEntity, TtsAudioType
 from homeassistant.components.tts.const import DATA_COMPONENT
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.setup import async_setup_component
 
 from bridge_steps import connected, entity_id, entry_for, setup, wait_for
@@ -81,7 +81,9 @@ async def test_tts_speak_and_a_media_url_play_on_the_doorbell(hass: HomeAssistan
     await connected(hass, entry)
     player = entity_id(hass, "media_player", "speaker", entry)
     await wait_for(lambda: hass.states.get(player).state == "idle", what="speaker available")
-    assert hass.states.get(player).attributes["friendly_name"] == "Doorbell Speaker"
+    # The translated entity name after the device's (the doorbell's name, from the bridge).
+    device = dr.async_get(hass).async_get(er.async_get(hass).async_get(player).device_id)
+    assert hass.states.get(player).attributes["friendly_name"] == f"{device.name} Speaker"
 
     assert await async_setup_component(hass, "tts", {})
     await hass.async_block_till_done()
