@@ -141,11 +141,14 @@ impl App {
         let identity = onvif::identity::Identity::new(&config.doorbell.name);
         bus.add_status_source(identity.clone());
         let mut commands: Option<Arc<dyn api::Commands>> = None;
+        let mut onvif_device = None;
         if config.onvif.enabled && !config.doorbell.host.is_empty() {
-            commands = Some(onvif::start(&config, onvif_state, bus.clone(), identity, shutdown.clone(), &mut tasks)?);
+            let c = onvif::start(&config, onvif_state, bus.clone(), identity, shutdown.clone(), &mut tasks)?;
+            onvif_device = Some(c.device.clone());
+            commands = Some(c);
         }
         tasks.spawn(snapshots.clone().run(shutdown.clone()));
-        let talk = (!config.doorbell.host.is_empty()).then(|| talk::Talk::new(&config));
+        let talk = (!config.doorbell.host.is_empty()).then(|| talk::Talk::new(&config, onvif_device));
         if let Some(t) = &talk {
             bus.add_status_source(t.clone());
             tasks.spawn(t.clone().run(bus.clone(), shutdown.clone()));

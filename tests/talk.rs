@@ -26,6 +26,14 @@ impl Rig {
     }
 
     async fn start_with(backchannel: bool, onvif: bool) -> Rig {
+        Rig::start_tuned(backchannel, onvif, |_| {}).await
+    }
+
+    async fn start_tuned(
+        backchannel: bool,
+        onvif: bool,
+        tune: impl FnOnce(&mut doorbell_bridge::config::Config),
+    ) -> Rig {
         let sim = Sim::start(SimOptions { backchannel, reboot_time: Duration::from_secs(1), ..SimOptions::default() })
             .await
             .unwrap();
@@ -33,6 +41,7 @@ impl Rig {
         let mut cfg = demo_config(&opts, &sim);
         cfg.coiot.enabled = false;
         cfg.onvif.enabled = onvif;
+        tune(&mut cfg);
         let dir = tempfile::tempdir().unwrap();
         let app = App::build(cfg, dir.path().to_path_buf()).await.unwrap();
         let http = app.http_addr();
@@ -95,6 +104,8 @@ async fn a_two_second_tone_arrives_at_the_doorbell_then_bad_inputs_get_their_ans
     let rig = Rig::start(true).await;
     let talk = rig.talk_state("supported").await;
     assert_eq!(talk["codec"], "PCMU");
+    // ONVIF is off in this rig: not asked, nothing said about it.
+    assert_eq!((&talk["reason"], &talk["onvif_audio_output"]), (&Value::Null, &Value::Null), "{talk}");
 
     let before = rig.sim_status().await;
     let t = Instant::now();
@@ -198,7 +209,9 @@ async fn without_a_backchannel_talk_is_unsupported_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_doorbell_is_probed_again_when_it_comes_back_online() {
     let rig = Rig::start_with(true, true).await;
-    rig.talk_state("supported").await;
+    let talk = rig.talk_state("supported").await;
+    // Both the DESCRIBE and ONVIF's media service say yes: no reason to give.
+    assert_eq!((&talk["reason"], &talk["onvif_audio_output"]), (&Value::Null, &Value::Bool(true)), "{talk}");
     let c = reqwest::Client::new();
     let sim = rig.sim.url();
     assert!(c.post(format!("{sim}/sim/backchannel?enabled=off")).send().await.unwrap().status().is_success());
@@ -207,11 +220,14 @@ async fn the_doorbell_is_probed_again_when_it_comes_back_online() {
     rig.talk_state("supported").await;
     assert!(c.post(format!("{sim}/sim/reboot")).send().await.unwrap().status().is_success());
     let talk = rig.talk_state_within("unsupported", Duration::from_secs(30)).await;
-    assert!(talk["reason"].as_str().unwrap().contains("backchannel"), "{talk}");
+    let reason = talk["reason"].as_str().unwrap();
+    assert!(reason.contains("backchannel") && reason.ends_with("ONVIF lists no audio output"), "{talk}");
+    assert_eq!(talk["onvif_audio_output"], false, "{talk}");
     // And back on: the next reconnect finds it again.
     assert!(c.post(format!("{sim}/sim/backchannel?enabled=on")).send().await.unwrap().status().is_success());
     assert!(c.post(format!("{sim}/sim/reboot")).send().await.unwrap().status().is_success());
-    rig.talk_state_within("supported", Duration::from_secs(30)).await;
+    let talk = rig.talk_state_within("supported", Duration::from_secs(30)).await;
+    assert_eq!((&talk["reason"], &talk["onvif_audio_output"]), (&Value::Null, &Value::Bool(true)), "{talk}");
     rig.stop().await;
 }
 
@@ -243,6 +259,42 @@ async fn a_client_that_hangs_up_does_not_cut_the_message_short() {
     assert!((980..=1020).contains(&s["backchannel_ms"].as_u64().unwrap()), "{s}");
     // And the talker slot is free again.
     let (code, body) = rig.post(tone_wav(700.0, 0.3, 8000, 1), "audio/wav").await;
+    assert_eq!(code, 200, "{body}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reason_says_what_onvif_answered_when_there_is_no_backchannel() {
+    let rig = Rig::start_with(false, true).await;
+    let talk = rig.talk_state("unsupported").await;
+    let reason = talk["reason"].as_str().unwrap();
+    assert!(reason.contains("backchannel") && reason.ends_with("ONVIF lists no audio output"), "{talk}");
+    assert_eq!(talk["onvif_audio_output"], false, "{talk}");
+    // The ONVIF answer only explains: talking is refused on the DESCRIBE's word.
+    let (code, body) = rig.post(tone_wav(440.0, 0.3, 8000, 1), "audio/wav").await;
+    assert_eq!((code, body["error"].as_str()), (501, Some("talk_unsupported")), "{body}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_onvif_service_keeps_the_describe_verdict_and_says_so() {
+    // A port nothing listens on: ONVIF gets connection refused, RTSP still answers.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let rig = Rig::start_tuned(true, true, |cfg| cfg.doorbell.http_port = closed).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let talk = loop {
+        let talk = rig.talk_state("supported").await;
+        if !talk["reason"].is_null() {
+            break talk;
+        }
+        assert!(Instant::now() < deadline, "ONVIF never reported: {talk}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reason = talk["reason"].as_str().unwrap();
+    assert!(reason.contains("ONVIF could not tell"), "{talk}");
+    assert_eq!(talk["onvif_audio_output"], Value::Null, "{talk}");
+    // And a message still plays.
+    let (code, body) = rig.post(tone_wav(440.0, 0.3, 8000, 1), "audio/wav").await;
     assert_eq!(code, 200, "{body}");
     rig.stop().await;
 }

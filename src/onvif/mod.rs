@@ -10,6 +10,7 @@
 //! and one whose state did not change emits nothing. Times of sensor events are the bridge's
 //! clock, never the device's (which may be hours off).
 
+pub mod audio_output;
 pub mod device;
 pub mod identity;
 pub mod pullpoint;

@@ -388,6 +388,18 @@ async fn media(State(ctx): State<Ctx>, body: Bytes) -> Response {
                 ),
             )
         }
+        // As the DS-HD1 answers: one half-duplex output while it offers a backchannel.
+        "GetAudioOutputConfigurations" => {
+            let on = ctx.state.backchannel.enabled.load(Ordering::SeqCst);
+            let config = "<trt:Configurations token=\"AudioOutputConfigToken\">\n<tt:Name>AudioOutputConfig</tt:Name>\n<tt:UseCount>2</tt:UseCount>\n<tt:OutputToken>AudioOutputToken</tt:OutputToken>\n<tt:SendPrimacy>www.onvif.org/ver20/HalfDuplex/Auto</tt:SendPrimacy>\n<tt:OutputLevel>10</tt:OutputLevel>\n</trt:Configurations>\n";
+            ok(
+                "http://www.onvif.org/ver10/media/wsdl/GetAudioOutputConfigurationsResponse",
+                &format!(
+                    "<trt:GetAudioOutputConfigurationsResponse>{}</trt:GetAudioOutputConfigurationsResponse>\n",
+                    if on { config } else { "" }
+                ),
+            )
+        }
         "GetStreamUri" => ok(
             "http://www.onvif.org/ver10/media/wsdl/GetStreamUriResponse",
             &format!(

@@ -1,11 +1,13 @@
 //! Speaking through the doorbell: `probe` finds its ONVIF audio backchannel, `decode` turns an
 //! audio file into 8 kHz mono, `g711` encodes it, `backchannel` sends it. `Talk` is the service
 //! behind `POST /api/talk` and the `talk` key of `/api/status`: one talker at a time, probing at
-//! start and whenever the doorbell comes back online.
+//! start and whenever the doorbell comes back online. A probe is the DESCRIBE with the backchannel
+//! `Require` header and, when ONVIF is on, the media service's audio outputs (`onvif_answer`).
 
 pub mod backchannel;
 pub mod decode;
 pub mod g711;
+pub mod onvif_answer;
 pub mod probe;
 pub mod tone;
 
@@ -18,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::events::{Bus, StatusSource};
+use crate::onvif::{audio_output, device::Device};
 use backchannel::Target;
+use onvif_answer::OnvifAnswer;
 use probe::Verdict;
 
 /// Largest audio body accepted (a minute of 44.1 kHz stereo WAV is ~10 MiB).
@@ -61,6 +65,9 @@ pub struct Spoken {
 pub struct Talk {
     target: Target,
     state: Mutex<TalkState>,
+    /// The ONVIF media service, when ONVIF is on.
+    device: Option<Arc<Device>>,
+    onvif: Mutex<OnvifAnswer>,
     busy: Arc<tokio::sync::Mutex<()>>,
     pub talks_total: AtomicU64,
     pub talk_failures: AtomicU64,
@@ -71,7 +78,8 @@ pub struct Talk {
 }
 
 impl Talk {
-    pub fn new(config: &Config) -> Arc<Talk> {
+    /// `device`: the doorbell's ONVIF endpoint, asked for its audio outputs at every probe.
+    pub fn new(config: &Config, device: Option<Arc<Device>>) -> Arc<Talk> {
         let d = &config.doorbell;
         Arc::new(Talk {
             target: Target {
@@ -82,6 +90,8 @@ impl Talk {
                 pass: d.password.expose().to_string(),
             },
             state: Mutex::new(TalkState::Unknown(NOT_PROBED.into())),
+            onvif: Mutex::new(if device.is_some() { OnvifAnswer::Pending } else { OnvifAnswer::Off }),
+            device,
             busy: Arc::new(tokio::sync::Mutex::new(())),
             talks_total: AtomicU64::new(0),
             talk_failures: AtomicU64::new(0),
@@ -94,14 +104,28 @@ impl Talk {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    pub fn onvif(&self) -> OnvifAnswer {
+        self.onvif.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn set_state(&self, s: TalkState) {
+        self.set_probed(s, None)
+    }
+
+    /// Stores a verdict and, from a probe, ONVIF's answer; tells the bus when either changed.
+    fn set_probed(&self, s: TalkState, onvif: Option<OnvifAnswer>) {
         let changed = {
             let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut o = self.onvif.lock().unwrap_or_else(|e| e.into_inner());
             // The first answer at start is part of the initial status, not news.
             let first = matches!(&*g, TalkState::Unknown(w) if w == NOT_PROBED);
-            let differs = *g != s;
+            let onvif_differs = onvif.as_ref().is_some_and(|a| *a != *o);
+            if let Some(a) = onvif {
+                *o = a;
+            }
+            let differs = *g != s || onvif_differs;
             if differs {
-                tracing::info!("talk: {}", describe(&s));
+                tracing::info!("talk: {}", describe(&s, &o));
             }
             *g = s;
             differs && !first
@@ -113,12 +137,20 @@ impl Talk {
     }
 
     pub async fn probe(&self) {
-        let s = match backchannel::probe(&self.target).await {
+        let ask_onvif = async {
+            let device = self.device.as_ref()?;
+            Some(match audio_output::ask(device).await {
+                Ok(outputs) => OnvifAnswer::Outputs(outputs),
+                Err(e) => OnvifAnswer::CouldNotTell(e.to_string()),
+            })
+        };
+        let (verdict, onvif) = tokio::join!(backchannel::probe(&self.target), ask_onvif);
+        let s = match verdict {
             Ok(Verdict::Supported(o)) => TalkState::Supported(o),
             Ok(Verdict::Unsupported(why)) => TalkState::Unsupported(why),
             Err(e) => TalkState::Unknown(e.to_string()),
         };
-        self.set_state(s);
+        self.set_probed(s, onvif);
     }
 
     /// Probes at start, again whenever the doorbell comes back online, and every 30 s while
@@ -191,24 +223,34 @@ impl Talk {
     }
 }
 
-fn describe(s: &TalkState) -> String {
+fn describe(s: &TalkState, onvif: &OnvifAnswer) -> String {
+    let why = onvif_answer::reason(s, onvif);
     match s {
-        TalkState::Unknown(why) => format!("unknown ({why})"),
-        TalkState::Supported(o) => format!("supported (G.711 {:?}-law)", o.law),
-        TalkState::Unsupported(why) => format!("unsupported ({why})"),
+        TalkState::Unknown(_) => format!("unknown ({})", why.unwrap_or_default()),
+        TalkState::Supported(o) => match why {
+            Some(w) => format!("supported (G.711 {:?}-law; {w})", o.law),
+            None => format!("supported (G.711 {:?}-law)", o.law),
+        },
+        TalkState::Unsupported(_) => format!("unsupported ({})", why.unwrap_or_default()),
     }
 }
 
 impl StatusSource for Talk {
     fn status(&self, body: &mut serde_json::Map<String, serde_json::Value>) {
-        let v = match self.state() {
-            TalkState::Unknown(why) => json!({"state": "unknown", "reason": why}),
+        let (state, onvif) = (self.state(), self.onvif());
+        let reason = onvif_answer::reason(&state, &onvif);
+        let audio_output = onvif.audio_output();
+        let v = match state {
+            TalkState::Unknown(_) => json!({"state": "unknown", "reason": reason, "onvif_audio_output": audio_output}),
             TalkState::Supported(o) => json!({
                 "state": "supported",
-                "reason": null,
+                "reason": reason,
                 "codec": if o.law == g711::Law::Mu { "PCMU" } else { "PCMA" },
+                "onvif_audio_output": audio_output,
             }),
-            TalkState::Unsupported(why) => json!({"state": "unsupported", "reason": why}),
+            TalkState::Unsupported(_) => {
+                json!({"state": "unsupported", "reason": reason, "onvif_audio_output": audio_output})
+            }
         };
         body.insert("talk".into(), v);
     }
