@@ -3,6 +3,8 @@
 # queue and follow each other at its fastest pace), 50 presses posted at once, RSS sampled every
 # 20 ms until every ring is in and its pictures are taken.
 #   bench/ring_burst.sh [BINARY] [RINGS]     (default: target/release/doorbell-bridge, 50)
+# WRAP runs the bridge under a profiler, e.g. WRAP="valgrind --tool=massif --massif-out-file=F":
+# then only the profile counts (the RSS printed is the profiler's), and start-up waits longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${1:-target/release/doorbell-bridge}"
@@ -10,11 +12,12 @@ rings="${2:-50}"
 data=$(mktemp -d)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 http=$(port); rtsp=$(port); sim=$((20000 + RANDOM % 20000))
-"$bin" demo --http-port "$http" --rtsp-port "$rtsp" --sim-port "$sim" --data-dir "$data" --ring-min-gap-ms 0 \
+${WRAP:-} "$bin" demo --http-port "$http" --rtsp-port "$rtsp" --sim-port "$sim" --data-dir "$data" --ring-min-gap-ms 0 \
   >/dev/null 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 100); do
+tries=100; [ -n "${WRAP:-}" ] && tries=600
+for _ in $(seq $tries); do
   curl -fs "http://127.0.0.1:$http/api/status" | grep -q '"upstream":"connected"' && break
   sleep 0.1
 done

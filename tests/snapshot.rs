@@ -214,6 +214,8 @@ fn keyframe_decodes_to_jpeg_of_stream_size() {
     let (jpeg, w, h) = keyframe_to_jpeg(&annexb, 85).expect("decode + encode");
     assert_eq!((w, h), (1536, 2048));
     is_jpeg_of(&jpeg, 1536, 2048);
+    // Kept pictures hold no spare capacity (their memory is bounded by length).
+    assert_eq!(jpeg.capacity(), jpeg.len());
     // Colours and range right: ffmpeg compares our JPEG with its own decode of the keyframe.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kf.jpg");

@@ -92,6 +92,9 @@ pub fn keyframe_to_jpeg(annexb: &[u8], quality: u8) -> Result<(Vec<u8>, u16, u16
         let mut enc = jpeg_encoder::Encoder::new(&mut out, quality);
         enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
         enc.encode_image(planes).map_err(|e| Error::new(ErrorKind::Internal, format!("JPEG encoding: {e}")))?;
+        // The picture is kept (ring history, unwritten ones counted by length): hold only its
+        // length, not the up to twice as large capacity the buffer grew to.
+        out.shrink_to_fit();
         Ok((out, w, h))
     };
     if let Some(pic) = pic {
