@@ -120,8 +120,9 @@ async fn a_two_second_tone_arrives_at_the_doorbell_then_bad_inputs_get_their_ans
     let hz = s["backchannel_hz"].as_f64().unwrap();
     assert!((1950..=2050).contains(&ms), "{s}");
     assert!((hz - 440.0).abs() <= 10.0, "{s}");
-    // Torn down at once: the doorbell counts one TEARDOWN more, and no session stays open.
-    assert_eq!(s["rtsp_teardowns"].as_u64(), before["rtsp_teardowns"].as_u64().map(|n| n + 1), "{s}");
+    // Torn down at once: the doorbell counts one backchannel TEARDOWN more (the bridge's video
+    // session may reconnect meanwhile on a loaded machine: counted apart), and no session stays open.
+    assert_eq!(s["backchannel_teardowns"].as_u64(), before["backchannel_teardowns"].as_u64().map(|n| n + 1), "{s}");
     assert!(s["rtsp_sessions"].as_u64() <= before["rtsp_sessions"].as_u64(), "{before} {s}");
 
     // Two talkers at once: the second gets 409 while the first plays.
@@ -250,7 +251,7 @@ async fn a_client_that_hangs_up_does_not_cut_the_message_short() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let s = loop {
         let s = rig.sim_status().await;
-        if s["rtsp_teardowns"].as_u64() > before["rtsp_teardowns"].as_u64() {
+        if s["backchannel_teardowns"].as_u64() > before["backchannel_teardowns"].as_u64() {
             break s;
         }
         assert!(Instant::now() < deadline, "no TEARDOWN: {s}");

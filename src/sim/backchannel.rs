@@ -31,6 +31,8 @@ pub struct Receiver {
     pub enabled: AtomicBool,
     /// Backchannel sessions set up since start.
     pub sessions: AtomicU64,
+    /// Backchannel sessions the client tore down (the bridge must, as soon as a message played).
+    pub teardowns: AtomicU64,
     last: Mutex<Last>,
 }
 
@@ -90,6 +92,7 @@ impl Receiver {
         let hz = if g.samples.is_empty() { 0.0 } else { dominant_hz(&g.samples, 8000) };
         out.insert("backchannel".into(), json!(self.enabled.load(Ordering::SeqCst)));
         out.insert("backchannel_sessions".into(), json!(self.sessions.load(Ordering::SeqCst)));
+        out.insert("backchannel_teardowns".into(), json!(self.teardowns.load(Ordering::SeqCst)));
         out.insert("backchannel_packets".into(), json!(g.packets));
         out.insert("backchannel_bad_packets".into(), json!(g.bad_packets));
         out.insert("backchannel_ms".into(), json!(ms));

@@ -411,9 +411,12 @@ fn answer(
             (r(200, &[session_hdr(s), ("RTP-Info", info), ("Range", "npt=now-".into()), server], b""), false)
         }
         "TEARDOWN" => {
-            if sess.take().is_some() {
+            if let Some(s) = sess.take() {
                 state.rtsp_sessions.fetch_sub(1, Ordering::SeqCst);
                 state.rtsp_teardowns.fetch_add(1, Ordering::SeqCst);
+                if s.backchannel.is_some() {
+                    state.backchannel.teardowns.fetch_add(1, Ordering::SeqCst);
+                }
             }
             (r(200, &[server], b""), true)
         }
