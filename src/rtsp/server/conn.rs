@@ -356,44 +356,31 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: 
     let mut frames: Vec<Arc<Frame>> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let end = loop {
-        let mut wrote = false;
-        if let Some((v, ch, _)) = &play {
-            v.take(&mut frames);
-            if !frames.is_empty() {
-                wrote = true;
-                let r = write_frames(&mut wr, ch, stall, &frames, &mut buf).await;
-                frames.clear();
-                if let Err(e) = r {
-                    break Some(e);
+        let wake = async {
+            match &play {
+                Some((v, _, _)) => v.notify.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        let msg = tokio::select! {
+            biased;
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => break None,
+            },
+            _ = wake => {
+                // A frame pushed after this `take` finds the queue empty and wakes us again.
+                if let Some((v, ch, _)) = &play {
+                    v.take(&mut frames);
+                    let r = write_frames(&mut wr, ch, stall, &frames, &mut buf).await;
+                    frames.clear();
+                    if let Err(e) = r {
+                        break Some(e);
+                    }
                 }
+                continue;
             }
-        }
-        let msg = if wrote {
-            // More may be queued (no wake-up for it): take it after any pending request's answer.
-            if done.is_cancelled() {
-                break None;
-            }
-            match rx.try_recv() {
-                Ok(m) => m,
-                Err(mpsc::error::TryRecvError::Empty) => continue,
-                Err(mpsc::error::TryRecvError::Disconnected) => break None,
-            }
-        } else {
-            let wake = async {
-                match &play {
-                    Some((v, _, _)) => v.notify.notified().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                m = rx.recv() => match m {
-                    Some(m) => m,
-                    None => break None,
-                },
-                _ = wake => continue,
-                _ = done.cancelled() => break None,
-            }
+            _ = done.cancelled() => break None,
         };
         match msg {
             Out::Close => break None,
