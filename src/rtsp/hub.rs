@@ -20,7 +20,7 @@ use crate::media::{Keyframe, VideoCodec};
 use crate::rtsp::keyframe;
 use crate::rtsp::sdp::{Description, MAX_TRACKS};
 use crate::rtsp::viewer::Pushed;
-pub use crate::rtsp::viewer::{Sink, Viewer};
+pub use crate::rtsp::viewer::Viewer;
 
 /// Frames (video and audio) a viewer may have queued beyond the burst it started with before
 /// it skips ahead: about 2 s of 25 fps video with 50 audio packets a second.
@@ -205,8 +205,9 @@ struct Inner {
 }
 
 /// The fan-out's scratch: frames to hand out and the viewers to hand them to. Its lock is taken
-/// before the hub's and kept while frames go out (which may write to sockets), so frames reach
-/// viewers in order while the hub's own lock is free for joins and leaves.
+/// before the hub's and kept while frames go into viewers' queues, so frames reach viewers in
+/// order while the hub's own lock is free for joins and leaves. No lock here is ever held across
+/// a system call: the hub only queues and wakes; each viewer's connection task writes.
 #[derive(Default)]
 struct Fanout {
     frames: Vec<Arc<Frame>>,
@@ -530,7 +531,7 @@ impl StreamHub {
         g.outbox.push(f);
     }
 
-    /// Hands a frame to each viewer: queued, or written straight to an idle viewer's socket.
+    /// Hands a frame to each viewer's queue, waking the writers that were idle.
     fn deliver(&self, f: &Arc<Frame>, viewers: &[Arc<Viewer>]) {
         let (mut out, mut dropped) = (0u64, 0u64);
         for v in viewers {
@@ -539,7 +540,7 @@ impl StreamHub {
             if pushed != Pushed::Skipped {
                 out += f.bytes as u64;
             }
-            if pushed == Pushed::Queued {
+            if pushed == Pushed::Wake {
                 v.notify.notify_one();
             }
         }

@@ -1,7 +1,8 @@
-//! The hub's tests: re-stamping, the GOP cache and bursts, tracks, falling behind, direct writes.
+//! The hub's tests: re-stamping, the GOP cache and bursts, tracks, falling behind, one writer.
 
 use super::*;
 use crate::rtsp::sdp::Track;
+use crate::rtsp::viewer::Pushed;
 
 fn rtp(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, 96 | if marker { 0x80 } else { 0 }];
@@ -86,87 +87,73 @@ fn slow_viewer_skips_to_the_next_keyframe() {
     assert!(fs.len() == 1 && fs[0].key);
 }
 
-/// A socket that takes `room` bytes, then would block, recording what it took.
-struct FakeSink {
-    room: Mutex<usize>,
-    got: Mutex<Vec<u8>>,
-}
-
-impl FakeSink {
-    fn with_room(room: usize) -> Arc<FakeSink> {
-        Arc::new(FakeSink { room: Mutex::new(room), got: Mutex::new(Vec::new()) })
-    }
-}
-
-impl Sink for FakeSink {
-    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut room = self.room.lock().unwrap();
-        if *room == 0 {
-            return Err(std::io::ErrorKind::WouldBlock.into());
-        }
-        let n = buf.len().min(*room);
-        *room -= n;
-        self.got.lock().unwrap().extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-}
-
 #[test]
-fn direct_writes_skip_the_writer_and_a_partial_frame_resumes_where_the_socket_stopped() {
+fn the_hub_queues_and_wakes_an_idle_writer_once() {
     let hub = playing();
     let t = Instant::now();
-    hub.packet(0, &rtp(1, 0, true, &[0x65, 1, 2, 3]), t);
-    let sub = hub.subscribe(1);
+    let sub = hub.subscribe(0b11);
     let v = &sub.viewer;
-    let sink = FakeSink::with_room(usize::MAX);
-    v.set_direct(Some(sink.clone()));
-    // The GOP the viewer joined with is the writer's to send; until it releases, the hub queues.
-    hub.packet(0, &rtp(2, 6000, true, &[0x41, 4]), t);
-    assert!(sink.got.lock().unwrap().is_empty());
+    // The first frame into an empty queue wakes the writer; the ones behind it do not, the
+    // writer takes them with it.
+    let f = |key: bool, ts: u32| Arc::new(Frame { wire: Bytes::new(), track: 0, key, seq: 0, ts, bytes: 0 });
+    assert_eq!(v.push(&f(true, 0)).0, Pushed::Wake);
+    assert_eq!(v.push(&f(false, 1)).0, Pushed::Queued);
     let mut fs = Vec::new();
-    assert_eq!(v.take(&mut fs), 0);
+    v.take(&mut fs);
     assert_eq!(fs.len(), 2);
+    assert_eq!(v.push(&f(false, 2)).0, Pushed::Wake, "taken empty: the next frame wakes again");
+    v.take(&mut fs);
+    // Through the hub: a frame becomes a wake-up permit for the viewer's writer task.
+    hub.packet(0, &rtp(1, 9000, true, &[0x41, 1]), t);
+    let woken = woken(v);
+    assert!(woken, "the writer is woken");
     fs.clear();
-    assert!(v.release());
-    // Now frames go straight to the socket, whole, with nothing queued.
-    hub.packet(0, &rtp(3, 12000, true, &[0x41, 5]), t);
-    let wire3 = sink.got.lock().unwrap().clone();
-    assert_eq!(wire3.len(), 4 + 12 + 2);
-    assert_eq!(&wire3[..2], &[b'$', 0]);
-    assert_eq!(v.take(&mut fs), 0);
-    assert!(fs.is_empty());
-    assert!(v.release());
-    // The socket takes 5 bytes of the next frame: the rest is queued with its offset, and the
-    // following frame waits behind it rather than going direct.
-    *sink.room.lock().unwrap() = 5;
-    hub.packet(0, &rtp(4, 18000, true, &[0x41, 6, 7]), t);
-    *sink.room.lock().unwrap() = usize::MAX;
-    hub.packet(0, &rtp(5, 24000, true, &[0x41, 8]), t);
-    assert_eq!(sink.got.lock().unwrap().len(), wire3.len() + 5);
-    assert_eq!(v.take(&mut fs), 5);
-    assert_eq!(fs.len(), 2);
-    assert_eq!(hub.stats.drops.load(Ordering::Relaxed), 0);
+    v.take(&mut fs);
+    assert_eq!(fs.len(), 1);
+    assert_eq!(&fs[0].wire[..2], &[b'$', 0], "framed for channel 0, written by the writer");
+}
+
+/// Whether a wake-up for `v` is pending (without waiting for one).
+fn woken(v: &Viewer) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(async { tokio::time::timeout(Duration::from_millis(1), v.notify.notified()).await.is_ok() })
+}
+
+/// The single-writer rule, kept by construction: the hub's side (the hub and the viewer queues
+/// it fills) has no socket to write to, so only a viewer's connection task can write its socket.
+#[test]
+fn the_hub_has_no_socket_type() {
+    for (name, src) in [("hub.rs", include_str!("hub.rs")), ("viewer.rs", include_str!("viewer.rs"))] {
+        let code: String = src.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+        for word in ["TcpStream", "OwnedWriteHalf", "WriteHalf", "AsyncWrite", "try_write", "std::io::Write", "net::"] {
+            assert!(!code.contains(word), "{name} mentions {word}");
+        }
+    }
 }
 
 #[test]
-fn a_viewer_falling_behind_keeps_the_frame_its_socket_took_part_of() {
+fn a_viewer_falling_behind_keeps_what_its_writer_took() {
     let hub = playing();
     let t = Instant::now();
     let sub = hub.subscribe(1);
     let v = &sub.viewer;
-    let sink = FakeSink::with_room(3);
-    v.set_direct(Some(sink.clone()));
-    let mut ts = 0u32;
-    for i in 0..(VIEWER_QUEUE_FRAMES + 3) {
-        hub.packet(0, &rtp(i as u16, ts, true, &[if i == 0 { 0x65 } else { 0x41 }, i as u8]), t);
+    hub.packet(0, &rtp(0, 0, true, &[0x65, 0]), t);
+    // The writer took the keyframe and is stuck writing it; the hub keeps going.
+    let mut taken = Vec::new();
+    v.take(&mut taken);
+    let mut ts = 6000u32;
+    for i in 1..(VIEWER_QUEUE_FRAMES + 3) {
+        hub.packet(0, &rtp(i as u16, ts, true, &[0x41, i as u8]), t);
         ts += 6000;
     }
     assert!(v.skipped.load(Ordering::Relaxed) > 0);
+    assert!(taken.len() == 1 && taken[0].key, "what the writer holds is whole");
     let mut fs = Vec::new();
-    // The first frame, 3 bytes of which are on the socket, is still there to be finished.
-    assert_eq!(v.take(&mut fs), 3);
-    assert_eq!(fs.len(), 1);
-    assert!(fs[0].key);
+    v.take(&mut fs);
+    assert!(fs.is_empty(), "nothing until the next keyframe");
+    hub.packet(0, &rtp(999, ts, true, &[0x65, 1]), t);
+    v.take(&mut fs);
+    assert!(fs.len() == 1 && fs[0].key);
 }
 
 #[test]

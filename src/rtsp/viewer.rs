@@ -1,6 +1,7 @@
 //! One viewer's end of a stream's hub: a bounded queue of frames (video and audio), the tracks it
-//! plays, skipping to a keyframe when it falls behind, and the direct path that writes a frame
-//! straight to an idle viewer's socket.
+//! plays, and skipping to a keyframe when it falls behind. The queue is the only way frames reach
+//! a viewer: the hub puts them here and wakes the viewer's connection task, which alone writes
+//! the socket, so nothing here knows of sockets.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,28 +11,8 @@ use tokio::sync::Notify;
 
 use crate::rtsp::hub::{Frame, VIEWER_QUEUE_FRAMES};
 
-/// Where a viewer's bytes can be written without waiting: its socket, for the direct path.
-pub trait Sink: Send + Sync {
-    /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
-    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
-}
-
-impl Sink for tokio::net::tcp::OwnedWriteHalf {
-    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
-        tokio::net::tcp::OwnedWriteHalf::try_write(self, buf)
-    }
-}
-
 struct Queue {
     frames: VecDeque<Arc<Frame>>,
-    /// Bytes of the first queued frame's `wire` already on the socket (a direct write the
-    /// socket took only part of).
-    head_written: usize,
-    /// The viewer's writer has bytes in flight: nobody else may write to the socket.
-    busy: bool,
-    /// Set while the viewer plays on interleaved channel 0 with nothing pending: the hub then
-    /// writes each frame straight to the socket, with no task wake-up per viewer and frame.
-    direct: Option<Arc<dyn Sink>>,
     /// Waiting for a keyframe before queueing anything.
     skipping: bool,
     /// Tracks this viewer plays (bit i = track i).
@@ -44,11 +25,11 @@ struct Queue {
 /// What became of a frame handed to a viewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pushed {
-    /// On the socket already.
-    Sent,
-    /// Queued for the viewer's writer, which must be woken.
+    /// Queued in an empty queue: the viewer's writer may be waiting and must be woken.
+    Wake,
+    /// Queued behind others: the writer was woken for those and takes this one with them.
     Queued,
-    /// Not for this viewer (waiting for a keyframe).
+    /// Not for this viewer (not its track, or waiting for a keyframe).
     Skipped,
 }
 
@@ -66,9 +47,6 @@ impl Viewer {
     pub(crate) fn new(burst: VecDeque<Arc<Frame>>, tracks: u8) -> Viewer {
         Viewer {
             queue: Mutex::new(Queue {
-                head_written: 0,
-                busy: false,
-                direct: None,
                 skipping: burst.is_empty(),
                 lagged: false,
                 limit: burst.len() + VIEWER_QUEUE_FRAMES,
@@ -84,31 +62,11 @@ impl Viewer {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Moves every queued frame into `out` and claims the socket for the caller (the viewer's
-    /// writer) until [`Viewer::release`]. Returns how many bytes of the first frame's `wire` are
-    /// on the socket already.
-    pub fn take(&self, out: &mut Vec<Arc<Frame>>) -> usize {
-        let mut q = self.lock();
-        q.busy = true;
-        out.extend(q.frames.drain(..));
-        std::mem::take(&mut q.head_written)
-    }
-
-    /// Gives the socket back to the hub's direct path if nothing is queued; false when frames
-    /// arrived meanwhile and the writer must take them first.
-    pub fn release(&self) -> bool {
-        let mut q = self.lock();
-        if q.frames.is_empty() {
-            q.busy = false;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Lets the hub write frames straight to `sink` (None: only through the writer).
-    pub fn set_direct(&self, sink: Option<Arc<dyn Sink>>) {
-        self.lock().direct = sink;
+    /// Moves every queued frame into `out` (for the viewer's writer). A frame pushed after this
+    /// finds the queue empty and wakes the writer again, so the writer never misses one if it
+    /// takes again after each write before it waits.
+    pub fn take(&self, out: &mut Vec<Arc<Frame>>) {
+        out.extend(self.lock().frames.drain(..));
     }
 
     /// Hands a frame to this viewer; returns what became of it and the frames it lost just now.
@@ -126,27 +84,12 @@ impl Viewer {
             q.skipping = false;
             q.lagged = false;
         }
-        if q.frames.is_empty() && !q.busy {
-            if let Some(sink) = &q.direct {
-                // Written under the queue lock: the writer can't start a write meanwhile.
-                let n = match sink.try_write(&f.wire) {
-                    Ok(n) if n == f.wire.len() => return (Pushed::Sent, 0),
-                    Ok(n) => n,
-                    // WouldBlock, or an error the writer will meet and end the viewer on.
-                    Err(_) => 0,
-                };
-                q.head_written = n;
-                q.frames.push_back(f.clone());
-                return (Pushed::Queued, 0);
-            }
-        }
         let mut lost = 0;
         if q.frames.len() >= q.limit {
             // Too far behind: drop what waits and resume at a keyframe (this one, or the next).
-            // A frame partly on the socket is kept, or the viewer would get half a packet.
-            let keep = (q.head_written > 0) as usize;
-            lost = (q.frames.len() - keep) as u64;
-            q.frames.truncate(keep);
+            // Frames the writer took are whole on their way, so no packet is cut.
+            lost = q.frames.len() as u64;
+            q.frames.clear();
             q.limit = VIEWER_QUEUE_FRAMES;
             if !f.key {
                 q.skipping = true;
@@ -156,8 +99,9 @@ impl Viewer {
             }
             self.skipped.fetch_add(lost, Ordering::Relaxed);
         }
+        let wake = q.frames.is_empty();
         q.frames.push_back(f.clone());
-        (Pushed::Queued, lost)
+        (if wake { Pushed::Wake } else { Pushed::Queued }, lost)
     }
 
     pub(crate) fn skip_to_keyframe(&self) {

@@ -1,13 +1,14 @@
 //! One viewer connection: a reader that answers requests and a writer that owns the socket's
-//! write half. Responses and media share the writer, so they never interleave mid-message;
-//! media goes out as every frame queued since the last write, in one write.
+//! write half, its only writer. Responses and media share the writer, so they never interleave
+//! mid-message; media goes out as every frame queued since the last write, in one `writev`.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -301,132 +302,105 @@ enum WriteEnd {
     Stalled,
 }
 
-/// Writes all of `data`, giving up after `stall` without progress. The write half is shared
-/// with the hub's direct path, so this waits for readiness rather than owning the socket.
-async fn write_shared(wr: &OwnedWriteHalf, mut data: &[u8], stall: Duration) -> Result<(), WriteEnd> {
-    while !data.is_empty() {
-        match wr.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                match tokio::time::timeout(stall, wr.writable()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return Err(WriteEnd::Failed),
-                    Err(_) => return Err(WriteEnd::Stalled),
-                }
-            }
-            Err(_) => return Err(WriteEnd::Failed),
+/// Slices handed to one `writev`: the kernel takes at most `IOV_MAX` (1024 on Linux).
+const MAX_SLICES: usize = 512;
+
+/// Writes all of `bufs` (empty ones are skipped), giving up after `stall` without progress.
+async fn write_all(wr: &mut OwnedWriteHalf, mut bufs: &mut [IoSlice<'_>], stall: Duration) -> Result<(), WriteEnd> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = bufs.len().min(MAX_SLICES);
+        match tokio::time::timeout(stall, wr.write_vectored(&bufs[..n])).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(WriteEnd::Failed),
+            Ok(Ok(k)) => IoSlice::advance_slices(&mut bufs, k),
+            Err(_) => return Err(WriteEnd::Stalled),
         }
     }
     Ok(())
 }
 
-/// Claims the socket (shutting the hub's direct path out) and writes every frame queued for the
-/// viewer. The socket stays claimed until the caller releases it.
-async fn drain(
-    wr: &OwnedWriteHalf,
-    v: &Viewer,
+/// Writes `frames` on the viewer's channels: one `writev` of the cached frames as they are when
+/// the viewer uses the default channels, else re-framed into `buf`.
+async fn write_frames(
+    wr: &mut OwnedWriteHalf,
     ch: &Channels,
     stall: Duration,
-    frames: &mut Vec<Arc<Frame>>,
+    frames: &[Arc<Frame>],
     buf: &mut Vec<u8>,
 ) -> Result<(), WriteEnd> {
-    loop {
-        let done = v.take(frames);
-        if frames.is_empty() {
-            return Ok(());
-        }
-        buf.clear();
-        let data: &[u8] = if frames.len() == 1 && ch[frames[0].track as usize] == Some(frames[0].default_channel()) {
-            &frames[0].wire[done.min(frames[0].wire.len())..]
-        } else {
-            for f in frames.iter() {
-                match ch[f.track as usize] {
-                    Some(c) if c == f.default_channel() => buf.extend_from_slice(&f.wire),
-                    Some(c) => f.packets().for_each(|p| codec::put_interleaved(buf, c, p)),
-                    None => {}
-                }
-            }
-            // Only viewers on the default channels are written directly, so only they can have a
-            // partial head, which is then `wire` as is.
-            &buf[done.min(buf.len())..]
-        };
-        let r = write_shared(wr, data, stall).await;
-        frames.clear();
-        if buf.capacity() > BATCH_KEEP {
-            // The GOP burst at PLAY is large and happens once: don't keep its buffer per viewer.
-            *buf = Vec::new();
-        }
-        r?;
+    if default_channels(ch) {
+        let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(&f.wire)).collect();
+        return write_all(wr, &mut slices, stall).await;
     }
+    buf.clear();
+    for f in frames {
+        match ch[f.track as usize] {
+            Some(c) if c == f.default_channel() => buf.extend_from_slice(&f.wire),
+            Some(c) => f.packets().for_each(|p| codec::put_interleaved(buf, c, p)),
+            None => {}
+        }
+    }
+    let r = write_all(wr, &mut [IoSlice::new(buf)], stall).await;
+    if buf.capacity() > BATCH_KEEP {
+        // The GOP burst at PLAY is large and happens once: don't keep its buffer per viewer.
+        *buf = Vec::new();
+    }
+    r
 }
 
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: Duration, done: CancellationToken) {
-    let wr = Arc::new(wr);
+/// The only writer of a viewer's socket: responses from the reader and the frames the hub
+/// queues for the viewer, each written whole, so nothing interleaves mid-message. Every frame
+/// queued since the last write goes out in one `writev`.
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, stall: Duration, done: CancellationToken) {
     let mut play: Option<(Arc<Viewer>, Channels, Arc<StreamHub>)> = None;
     let mut frames: Vec<Arc<Frame>> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
-    let end = 'conn: loop {
-        if let Some((v, ch, _)) = &play {
-            // Catch up on what was queued, then hand the socket back to the hub's direct path.
-            loop {
-                if let Err(e) = drain(&wr, v, ch, stall, &mut frames, &mut buf).await {
-                    break 'conn Some(e);
-                }
-                if v.release() {
-                    break;
-                }
-            }
-        }
+    let end = loop {
         let wake = async {
             match &play {
                 Some((v, _, _)) => v.notify.notified().await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let msg = tokio::select! {
             biased;
             m = rx.recv() => match m {
-                None | Some(Out::Close) => break None,
-                Some(Out::Bytes(b)) => {
-                    if let Some((v, ch, _)) = &play {
-                        // A response must not land inside a frame: `drain` claims the socket and
-                        // finishes what is queued (a frame the socket took part of among it) first.
-                        if let Err(e) = drain(&wr, v, ch, stall, &mut frames, &mut buf).await {
-                            break Some(e);
-                        }
-                    }
-                    if let Err(e) = write_shared(&wr, &b, stall).await {
+                Some(m) => m,
+                None => break None,
+            },
+            _ = wake => {
+                // A frame pushed after this `take` finds the queue empty and wakes us again.
+                if let Some((v, ch, _)) = &play {
+                    v.take(&mut frames);
+                    let r = write_frames(&mut wr, ch, stall, &frames, &mut buf).await;
+                    frames.clear();
+                    if let Err(e) = r {
                         break Some(e);
                     }
                 }
-                Some(Out::Play(v, ch, hub)) => {
-                    if default_channels(&ch) {
-                        v.set_direct(Some(wr.clone()));
-                    }
-                    play = Some((v, ch, hub));
-                }
-                Some(Out::Stop) => {
-                    if let Some((v, ch, _)) = play.take() {
-                        // Finish a frame the socket took part of, so what follows starts clean.
-                        v.set_direct(None);
-                        if let Err(e) = drain(&wr, &v, &ch, stall, &mut frames, &mut buf).await {
-                            break Some(e);
-                        }
-                    }
-                }
-            },
-            _ = wake => {}
+                continue;
+            }
             _ = done.cancelled() => break None,
+        };
+        match msg {
+            Out::Close => break None,
+            Out::Bytes(b) => {
+                if let Err(e) = write_all(&mut wr, &mut [IoSlice::new(&b)], stall).await {
+                    break Some(e);
+                }
+            }
+            Out::Play(v, ch, hub) => play = Some((v, ch, hub)),
+            // Frames still queued are dropped with the subscription; none is on the wire in part.
+            Out::Stop => play = None,
         }
     };
-    if let Some((v, _, hub)) = play.take() {
-        v.set_direct(None);
+    if let Some((_, _, hub)) = play.take() {
         if matches!(end, Some(WriteEnd::Stalled)) {
             hub.stats.stalled.fetch_add(1, Ordering::Relaxed);
             tracing::info!("RTSP viewer of {} stopped reading; disconnecting it", hub.name);
         }
     }
-    // The last reference to the write half goes here; dropping it shuts the write side down.
+    // Dropping the write half shuts the write side down.
     drop(wr);
     done.cancel();
 }
