@@ -4,6 +4,8 @@
 
 use std::sync::OnceLock;
 
+use crate::talk::g711;
+
 /// Which sound the simulated doorbell offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SimAudio {
@@ -53,8 +55,8 @@ pub fn sound(kind: SimAudio) -> Option<&'static Sound> {
     match kind {
         SimAudio::None => None,
         SimAudio::Aac => Some(AAC.get_or_init(|| aac(TONE_AAC))),
-        SimAudio::Pcmu => Some(PCMU.get_or_init(|| g711(0, "PCMU", mulaw))),
-        SimAudio::Pcma => Some(PCMA.get_or_init(|| g711(8, "PCMA", alaw))),
+        SimAudio::Pcmu => Some(PCMU.get_or_init(|| g711(0, "PCMU", g711::mulaw_encode))),
+        SimAudio::Pcma => Some(PCMA.get_or_init(|| g711(8, "PCMA", g711::alaw_encode))),
     }
 }
 
@@ -75,38 +77,6 @@ fn g711(pt: u8, name: &str, enc: fn(i16) -> u8) -> Sound {
         sdp: format!("a=rtpmap:{pt} {name}/{G711_RATE}\r\n"),
         payloads: bytes.chunks(G711_PACKET).map(<[u8]>::to_vec).collect(),
     }
-}
-
-/// ITU-T G.711 mu-law.
-pub fn mulaw(s: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    let mut v = s as i32;
-    let sign = if v < 0 { 0x80 } else { 0 };
-    if v < 0 {
-        v = -v;
-    }
-    v = (v + BIAS).min(0x7fff);
-    let exp = (7 - (v as u16).leading_zeros().saturating_sub(1).min(7)) as i32;
-    let exp = exp.clamp(0, 7);
-    let mant = (v >> (exp + 3)) & 0x0f;
-    !(sign | (exp << 4) as u8 | mant as u8)
-}
-
-/// ITU-T G.711 A-law.
-pub fn alaw(s: i16) -> u8 {
-    let mut v = (s as i32) >> 3; // 13-bit
-    let sign = if v >= 0 { 0x80 } else { 0 };
-    if v < 0 {
-        v = -v - 1;
-    }
-    let v = v.min(0xfff);
-    let out = if v < 32 {
-        (v >> 1) as u8
-    } else {
-        let exp = 31 - (v as u32).leading_zeros() - 4; // 1..=7
-        ((exp << 4) as u8) | ((v >> exp) & 0x0f) as u8
-    };
-    (sign | out) ^ 0x55
 }
 
 /// The ADTS frames of `data` as RTP payloads (AU-headers-length 16, 13-bit size, 3-bit index).
@@ -154,18 +124,6 @@ fn aac(data: &[u8]) -> Sound {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn g711_matches_the_reference_points() {
-        // Known values of the ITU-T tables.
-        assert_eq!(mulaw(0), 0xff);
-        assert_eq!(mulaw(-1), 0x7f);
-        assert_eq!(mulaw(i16::MAX), 0x80);
-        assert_eq!(mulaw(i16::MIN), 0x00);
-        assert_eq!(alaw(0), 0xd5);
-        assert_eq!(alaw(i16::MAX), 0xaa);
-        assert_eq!(alaw(i16::MIN), 0x2a);
-    }
 
     #[test]
     fn aac_clip_is_64_frames_of_16k_mono() {
