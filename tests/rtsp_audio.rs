@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use doorbell_bridge::sim::audio::SimAudio;
 use doorbell_bridge::sim::SimOptions;
-use futures::StreamExt;
 use rtsp_common::*;
 
 async fn rig(audio: SimAudio) -> Rig {
@@ -51,66 +50,6 @@ async fn ffprobe(url: &str) -> Vec<(String, String, u64, u64)> {
         .collect()
 }
 
-/// GStreamer decodes 15 video frames and 15 audio buffers (both branches must end).
-async fn gstreamer(url: &str) {
-    let loc = format!("location={url}");
-    let pipeline = [
-        "-q",
-        "rtspsrc",
-        &loc,
-        "protocols=tcp",
-        "name=s",
-        "s.",
-        "!",
-        "application/x-rtp,media=video",
-        "!",
-        "rtph264depay",
-        "!",
-        "h264parse",
-        "!",
-        "avdec_h264",
-        "!",
-        "fakesink",
-        "num-buffers=15",
-        "s.",
-        "!",
-        "application/x-rtp,media=audio",
-        "!",
-        "decodebin",
-        "!",
-        "audioconvert",
-        "!",
-        "fakesink",
-        "num-buffers=15",
-    ];
-    let out = run_tool("gst-launch-1.0", &pipeline, Duration::from_secs(30)).await;
-    assert!(out.status.success(), "gst-launch failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// retina sets up every stream and demuxes video frames and audio frames.
-async fn retina_reads_both(url: &str, audio_codec: &str) {
-    use retina::client::{Session, SetupOptions, Transport};
-    let mut session = Session::describe(url::Url::parse(url).unwrap(), Default::default()).await.unwrap();
-    assert_eq!(session.streams().len(), 2);
-    assert_eq!(session.streams()[1].encoding_name(), audio_codec);
-    for i in 0..2 {
-        session.setup(i, SetupOptions::default().transport(Transport::Tcp(Default::default()))).await.unwrap();
-    }
-    let mut demuxed = session.play(Default::default()).await.unwrap().demuxed().unwrap();
-    let (mut video, mut audio) = (0, 0);
-    while video < 10 || audio < 10 {
-        match tokio::time::timeout(Duration::from_secs(10), demuxed.next()).await.expect("frames in time") {
-            Some(Ok(retina::codec::CodecItem::VideoFrame(_))) => video += 1,
-            Some(Ok(retina::codec::CodecItem::AudioFrame(f))) => {
-                assert!(!f.data().is_empty());
-                audio += 1;
-            }
-            Some(Ok(_)) => {}
-            other => panic!("retina: {other:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aac_doorbell_is_heard_through_ffprobe_gstreamer_and_retina() {
     let rig = rig(SimAudio::Aac).await;
@@ -121,7 +60,7 @@ async fn an_aac_doorbell_is_heard_through_ffprobe_gstreamer_and_retina() {
     assert_eq!((streams[1].0.as_str(), streams[1].1.as_str(), streams[1].2), ("audio", "aac", 16000));
     // 2 s of 1024-sample frames at 16 kHz is ~31; the burst adds a little.
     assert!(streams[1].3 >= 20, "ffprobe decoded {} AAC frames", streams[1].3);
-    gstreamer(&url).await;
+    gstreamer_decodes_both(&url).await;
     retina_reads_both(&url, "mpeg4-generic").await;
     rig.stop().await;
 }
@@ -136,7 +75,7 @@ async fn g711_doorbells_are_heard_through_ffprobe_gstreamer_and_retina() {
         assert_eq!((streams[1].0.as_str(), streams[1].1.as_str(), streams[1].2), ("audio", ff, 8000));
         // 20 ms packets: 2 s is 100 of them.
         assert!(streams[1].3 >= 60, "ffprobe decoded {} {ff} frames", streams[1].3);
-        gstreamer(&url).await;
+        gstreamer_decodes_both(&url).await;
         retina_reads_both(&url, enc).await;
         rig.stop().await;
     }

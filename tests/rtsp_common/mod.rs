@@ -13,6 +13,7 @@ use doorbell_bridge::rtsp::hub::rtp_payload;
 use doorbell_bridge::rtsp::keyframe::is_key;
 use doorbell_bridge::sim::{Sim, SimOptions};
 use doorbell_bridge::App;
+use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -221,4 +222,64 @@ pub async fn run_tool(cmd: &str, args: &[&str], limit: Duration) -> std::process
         .spawn()
         .unwrap_or_else(|e| panic!("{cmd} must be installed (scripts/test installs it): {e}"));
     tokio::time::timeout(limit, child.wait_with_output()).await.expect("tool finished in time").unwrap()
+}
+
+/// GStreamer decodes 15 video frames and 15 audio buffers (both branches must end).
+pub async fn gstreamer_decodes_both(url: &str) {
+    let loc = format!("location={url}");
+    let pipeline = [
+        "-q",
+        "rtspsrc",
+        &loc,
+        "protocols=tcp",
+        "name=s",
+        "s.",
+        "!",
+        "application/x-rtp,media=video",
+        "!",
+        "rtph264depay",
+        "!",
+        "h264parse",
+        "!",
+        "avdec_h264",
+        "!",
+        "fakesink",
+        "num-buffers=15",
+        "s.",
+        "!",
+        "application/x-rtp,media=audio",
+        "!",
+        "decodebin",
+        "!",
+        "audioconvert",
+        "!",
+        "fakesink",
+        "num-buffers=15",
+    ];
+    let out = run_tool("gst-launch-1.0", &pipeline, Duration::from_secs(30)).await;
+    assert!(out.status.success(), "gst-launch failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// retina sets up every stream and demuxes video frames and audio frames.
+pub async fn retina_reads_both(url: &str, audio_codec: &str) {
+    use retina::client::{Session, SetupOptions, Transport};
+    let mut session = Session::describe(url::Url::parse(url).unwrap(), Default::default()).await.unwrap();
+    assert_eq!(session.streams().len(), 2);
+    assert_eq!(session.streams()[1].encoding_name(), audio_codec);
+    for i in 0..2 {
+        session.setup(i, SetupOptions::default().transport(Transport::Tcp(Default::default()))).await.unwrap();
+    }
+    let mut demuxed = session.play(Default::default()).await.unwrap().demuxed().unwrap();
+    let (mut video, mut audio) = (0, 0);
+    while video < 10 || audio < 10 {
+        match tokio::time::timeout(Duration::from_secs(10), demuxed.next()).await.expect("frames in time") {
+            Some(Ok(retina::codec::CodecItem::VideoFrame(_))) => video += 1,
+            Some(Ok(retina::codec::CodecItem::AudioFrame(f))) => {
+                assert!(!f.data().is_empty());
+                audio += 1;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("retina: {other:?}"),
+        }
+    }
 }
