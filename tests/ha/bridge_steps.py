@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 import time
 
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
@@ -48,3 +49,17 @@ def entity_id(hass: HomeAssistant, platform: str, key: str, entry: MockConfigEnt
     eid = er.async_get(hass).async_get_entity_id(platform, DOMAIN, f"{entry.unique_id}-{key}")
     assert eid, f"no {platform} entity for {key}"
     return eid
+
+
+async def get_jpeg(client: Any, url: str) -> bytes:
+    """GETs a picture; the bridge answers 404/503 until it exists, so allow it a moment."""
+    status, body = 0, b""
+    for _ in range(50):
+        resp = await client.get(url)
+        status, body = resp.status, await resp.read()
+        if status == 200:
+            break
+        await asyncio.sleep(0.2)
+    assert status == 200, (url, status)
+    assert body[:2] == b"\xff\xd8", url
+    return body

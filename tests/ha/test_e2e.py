@@ -32,7 +32,7 @@ from custom_components.doorbell_bridge.config_flow import HassioServiceInfo
 from custom_components.doorbell_bridge.const import DOMAIN
 
 from conftest import ROOT
-from bridge_steps import connected, entity_id, wait_for
+from bridge_steps import connected, entity_id, get_jpeg, wait_for
 
 PRESSES = int(os.environ.get("HA_BENCH_PRESSES", "100"))
 
@@ -41,20 +41,6 @@ def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
     k = max(0, min(len(s) - 1, round(p / 100 * len(s) + 0.5) - 1))
     return s[k]
-
-
-async def get_jpeg(client, url: str) -> bytes:
-    """The bridge answers 404/503 until the picture exists: allow it a moment."""
-    status, body = 0, b""
-    for _ in range(50):
-        resp = await client.get(url)
-        status, body = resp.status, await resp.read()
-        if status == 200:
-            break
-        await asyncio.sleep(0.2)
-    assert status == 200, (url, status)
-    assert body[:2] == b"\xff\xd8", url
-    return body
 
 
 async def test_e2e_ring_from_simulated_doorbell(

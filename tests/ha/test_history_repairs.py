@@ -13,27 +13,13 @@ from homeassistant.helpers import issue_registry as ir
 from custom_components.doorbell_bridge import issues
 from custom_components.doorbell_bridge.const import DOMAIN
 
-from bridge_steps import connected, entity_id, entry_for, setup, wait_for
+from bridge_steps import connected, entity_id, entry_for, get_jpeg, setup, wait_for
 from homeassistant.setup import async_setup_component
 
 
 async def press(bridge) -> None:
     async with aiohttp.ClientSession() as s, s.post(bridge.sim_url + "/sim/ring") as r:
         assert r.status == 200
-
-
-async def get_jpeg(client, url: str) -> bytes:
-    """The bridge answers 404 until the ring's picture is written: allow it a moment."""
-    status, body = 0, b""
-    for _ in range(50):
-        resp = await client.get(url)
-        status, body = resp.status, await resp.read()
-        if status == 200:
-            break
-        await asyncio.sleep(0.2)
-    assert status == 200, (url, status)
-    assert body[:2] == b"\xff\xd8"
-    return body
 
 
 async def test_rings_in_media_browser_and_latest_ring_image(
