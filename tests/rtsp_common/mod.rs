@@ -283,3 +283,37 @@ pub async fn retina_reads_both(url: &str, audio_codec: &str) {
         }
     }
 }
+
+/// ffprobe's view of the stream: per stream (video first) its codec, rate and decoded frames.
+pub async fn ffprobe(url: &str) -> Vec<(String, String, u64, u64)> {
+    let out = run_tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-read_intervals",
+            "%+2",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,codec_name,sample_rate,nb_read_frames",
+            "-of",
+            "json",
+            url,
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let num = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    j["streams"]
+        .as_array()
+        .unwrap_or_else(|| panic!("ffprobe: {}", String::from_utf8_lossy(&out.stderr)))
+        .iter()
+        .map(|s| {
+            let t = s["codec_type"].as_str().unwrap_or("").to_string();
+            (t, s["codec_name"].as_str().unwrap_or("").to_string(), num(&s["sample_rate"]), num(&s["nb_read_frames"]))
+        })
+        .collect()
+}
