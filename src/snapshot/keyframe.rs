@@ -1,8 +1,15 @@
 //! A JPEG made from one H.264 keyframe (Annex B: SPS, PPS, IDR), for when the doorbell has no
-//! snapshot URL or is slow: OpenH264 decodes, jpeg-encoder encodes straight from the YUV planes.
+//! snapshot URL or is slow: a pure-Rust decoder (rusty_h264) decodes, jpeg-encoder encodes straight
+//! from the YUV planes.
+//!
+//! Memory is the point of the decoder's choice: one 1536x2048 picture takes ~16 MB of heap while it
+//! decodes (OpenH264 took ~40 MB, more with more reference frames in the SPS), so a burst of rings
+//! stays within the bridge's budget (docs/benchmarks.md, "Ring burst memory").
 
-use openh264::decoder::{DecodeOptions, Decoder, Flush};
-use openh264::formats::YUVSource;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use rusty_h264_common::nal::{emulation_unprevent, split_annex_b};
+use rusty_h264_decoder::{Decoder, Sps};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -10,6 +17,12 @@ use crate::error::{Error, ErrorKind, Result};
 pub const JPEG_QUALITY: u8 = 85;
 /// Largest keyframe we decode; a 1536x2048 IDR of the DB1 is a few hundred kB.
 pub const MAX_KEYFRAME_BYTES: usize = 8 * 1024 * 1024;
+/// Largest picture we decode, in 16x16 macroblocks: H.264 level 5.1's largest frame (4096x2304).
+/// The DB1's main stream is 12,288 (1536x2048). The decoder's own bound is four times this; an SPS
+/// that claims more than we allow would make one decode take hundreds of MB.
+pub const MAX_PICTURE_MACROBLOCKS: usize = 36_864;
+/// NAL unit type of a sequence parameter set (H.264 table 7-1).
+const NAL_SPS: u8 = 7;
 
 /// Video range (16..235 luma, 16..240 chroma) to JPEG's full range.
 struct RangeTables {
@@ -68,43 +81,73 @@ impl jpeg_encoder::ImageBuffer for Planes<'_> {
     }
 }
 
+/// Refuses a keyframe whose SPS asks for a picture above [`MAX_PICTURE_MACROBLOCKS`], before the
+/// decoder allocates anything for it.
+fn check_picture_size(annexb: &[u8]) -> Result<()> {
+    for nal in split_annex_b(annexb) {
+        if nal.first().map(|h| h & 0x1F) != Some(NAL_SPS) {
+            continue;
+        }
+        let sps = Sps::parse(&emulation_unprevent(&nal[1..]))
+            .map_err(|e| Error::new(ErrorKind::Upstream, format!("the keyframe's SPS does not parse: {e}")))?;
+        if sps.pic_width_in_mbs.saturating_mul(sps.pic_height_in_mbs) > MAX_PICTURE_MACROBLOCKS {
+            return Err(Error::new(
+                ErrorKind::Upstream,
+                format!("keyframe picture too large ({}x{})", sps.coded_width(), sps.coded_height()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Decodes the first picture of `annexb` and encodes it as JPEG. Returns the JPEG and its size.
 /// CPU-bound (tens of milliseconds at 1536x2048): call it from a blocking thread.
 pub fn keyframe_to_jpeg(annexb: &[u8], quality: u8) -> Result<(Vec<u8>, u16, u16)> {
     if annexb.len() > MAX_KEYFRAME_BYTES {
         return Err(Error::new(ErrorKind::Internal, "keyframe too large to decode"));
     }
-    let mut dec = Decoder::new().map_err(|e| Error::new(ErrorKind::Internal, format!("H.264 decoder: {e}")))?;
-    let bad = |e: openh264::Error| Error::new(ErrorKind::Upstream, format!("the keyframe does not decode: {e}"));
-    // The whole access unit at once, flushed: a lone IDR is complete and should come out now.
-    let pic = dec.decode_with_options(annexb, DecodeOptions::new().flush_after_decode(Flush::Flush)).map_err(bad)?;
-    let encode = |pic: &openh264::decoder::DecodedYUV<'_>| -> Result<(Vec<u8>, u16, u16)> {
-        let (w, h) = pic.dimensions();
-        let (w, h) = (
-            u16::try_from(w).map_err(|_| Error::new(ErrorKind::Upstream, "keyframe too wide"))?,
-            u16::try_from(h).map_err(|_| Error::new(ErrorKind::Upstream, "keyframe too tall"))?,
-        );
-        if w == 0 || h == 0 {
-            return Err(Error::new(ErrorKind::Upstream, "the keyframe has no picture"));
-        }
-        let planes = Planes { y: pic.y(), u: pic.u(), v: pic.v(), strides: pic.strides(), w, h };
-        let mut out = Vec::with_capacity(w as usize * h as usize / 4);
-        let mut enc = jpeg_encoder::Encoder::new(&mut out, quality);
-        enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-        enc.encode_image(planes).map_err(|e| Error::new(ErrorKind::Internal, format!("JPEG encoding: {e}")))?;
-        // The picture is kept (ring history, unwritten ones counted by length): hold only its
-        // length, not the up to twice as large capacity the buffer grew to.
-        out.shrink_to_fit();
-        Ok((out, w, h))
+    // The decoder is written not to panic on any input (and is fuzzed for it here too); should it
+    // still, the ring goes on without this picture instead of the bridge going down.
+    catch_unwind(AssertUnwindSafe(|| decode_and_encode(annexb, quality)))
+        .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "the H.264 decoder failed on this keyframe")))
+}
+
+fn decode_and_encode(annexb: &[u8], quality: u8) -> Result<(Vec<u8>, u16, u16)> {
+    check_picture_size(annexb)?;
+    let bad = |e: rusty_h264_decoder::DecodeError| {
+        Error::new(ErrorKind::Upstream, format!("the keyframe does not decode: {e}"))
     };
-    if let Some(pic) = pic {
-        return encode(&pic);
+    // The whole access unit at once: a lone IDR is complete and comes out of this call.
+    let pic = Decoder::new()
+        .decode(annexb)
+        .map_err(bad)?
+        .ok_or_else(|| Error::new(ErrorKind::Upstream, "the keyframe gave no picture (no IDR?)"))?;
+    let (w, h) = (
+        u16::try_from(pic.width).map_err(|_| Error::new(ErrorKind::Upstream, "keyframe too wide"))?,
+        u16::try_from(pic.height).map_err(|_| Error::new(ErrorKind::Upstream, "keyframe too tall"))?,
+    );
+    if w == 0 || h == 0 {
+        return Err(Error::new(ErrorKind::Upstream, "the keyframe has no picture"));
     }
-    let rest = dec.flush_remaining().map_err(bad)?;
-    match rest.first() {
-        Some(pic) => encode(pic),
-        None => Err(Error::new(ErrorKind::Upstream, "the keyframe gave no picture (no IDR?)")),
+    // 4:2:0 with even sizes (H.264 crops 4:2:0 in steps of 2): tight planes, chroma half each way.
+    let (cw, ch) = (pic.width / 2, pic.height / 2);
+    if w % 2 != 0
+        || h % 2 != 0
+        || pic.y.len() != pic.width * pic.height
+        || pic.u.len() != cw * ch
+        || pic.v.len() != cw * ch
+    {
+        return Err(Error::new(ErrorKind::Upstream, "the keyframe's picture is not 4:2:0"));
     }
+    let planes = Planes { y: &pic.y, u: &pic.u, v: &pic.v, strides: (pic.width, cw, cw), w, h };
+    let mut out = Vec::with_capacity(w as usize * h as usize / 4);
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, quality);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    enc.encode_image(planes).map_err(|e| Error::new(ErrorKind::Internal, format!("JPEG encoding: {e}")))?;
+    // The picture is kept (ring history, unwritten ones counted by length): hold only its
+    // length, not the up to twice as large capacity the buffer grew to.
+    out.shrink_to_fit();
+    Ok((out, w, h))
 }
 
 /// Width and height from a JPEG's SOF marker, without decoding it.
