@@ -446,3 +446,55 @@ fn demo_prints_its_urls_and_stops_cleanly_on_ctrl_c() {
     };
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn a_second_sigterm_exits_at_once_while_the_first_drains() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--http-port", "0", "--rtsp-port", "0", "--sim-port", "0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let status_url = (0..40)
+        .map_while(|_| lines.next()?.ok())
+        .find_map(|l| l.split_whitespace().find(|w| w.ends_with("/api/status")).map(str::to_string))
+        .expect("status URL printed");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok(l) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if l.contains(needle) {
+                return;
+            }
+        }
+        panic!("the bridge never said {needle:?}");
+    };
+    // A request head that never ends keeps the first stop draining (up to the head deadline).
+    let addr = status_url.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = child.id().to_string();
+    let term = || assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    term();
+    wait_for("stopping");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "the first SIGTERM did not drain: nothing left to prove");
+    let second = Instant::now();
+    term();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(second.elapsed() < Duration::from_secs(1), "a second SIGTERM did not exit at once");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    wait_for("exiting at once");
+    assert_eq!(code, Some(1), "an abandoned drain is not a clean exit");
+}
