@@ -100,18 +100,25 @@ fn sps(w_mbs: u32, h_mbs: u32) -> Vec<u8> {
     b.nal(0x67)
 }
 
+/// A PPS and an IDR slice header with nothing after it.
+fn pps_idr() -> Vec<u8> {
+    let pps = Bits::default().ue(0).ue(0).u(1, 0).u(1, 0).ue(0).ue(0).ue(0).u(1, 0).u(2, 0).se0().nal(0x68);
+    let idr = Bits::default().ue(0).ue(7).ue(0).u(4, 0).ue(0).ue(0).nal(0x65);
+    [pps, idr].concat()
+}
+
 #[test]
 fn a_keyframe_claiming_a_huge_picture_is_refused_before_decoding() {
     // 6144x4096: within the decoder's own bound (4x level 5.2's largest frame), beyond ours; one
     // decode of it would allocate ~130 MB.
-    let pps = Bits::default().ue(0).ue(0).u(1, 0).u(1, 0).ue(0).ue(0).ue(0).u(1, 0).u(2, 0).se0().nal(0x68);
-    let idr = Bits::default().ue(0).ue(7).ue(0).u(4, 0).ue(0).ue(0).nal(0x65);
     let started = Instant::now();
-    let err = keyframe_to_jpeg(&[sps(384, 256), pps, idr].concat(), 85).expect_err("refused");
+    let err = keyframe_to_jpeg(&[sps(384, 256), pps_idr()].concat(), 85).expect_err("refused");
     assert!(err.to_string().contains("keyframe picture too large (6144x4096)"), "{err}");
     assert!(started.elapsed() < Duration::from_millis(500), "refused only after {:?}", started.elapsed());
-    // The DB1's own size is well inside the bound.
-    assert!(MAX_PICTURE_MACROBLOCKS >= (1536 / 16) * (2048 / 16) * 2);
+    // A picture exactly at the bound is not refused for its size (its slice is junk).
+    let at_bound = sps(256, (MAX_PICTURE_MACROBLOCKS / 256) as u32);
+    let err = keyframe_to_jpeg(&[at_bound, pps_idr()].concat(), 85).expect_err("junk slice");
+    assert!(!err.to_string().contains("too large"), "{err}");
 }
 
 #[test]
