@@ -30,9 +30,12 @@ pub const GOP_MAX_FRAMES: usize = 2000;
 pub const GOP_MAX_BYTES: usize = 16 << 20;
 /// Video frames a new viewer's burst holds at least, when the GOP before the current one allows:
 /// libavformat's `avformat_find_stream_info` (HA's stream worker, Frigate, ffmpeg) reads until
-/// it has timestamps of 20 video frames (`fps_analyze_framecount`) for H.264/H.265 over RTSP,
-/// whose SDP cannot give it `r_frame_rate`; a burst that short makes it wait for live frames.
-pub const BURST_VIDEO_FRAMES: usize = 24;
+/// it has timestamps of 20 video frames (`fps_analyze_framecount`, so 21 frames with a DTS) for
+/// H.264/H.265 over RTSP, whose SDP cannot give it `r_frame_rate`. For H.264 without
+/// `max_num_reorder_frames` in the SPS it gives no DTS before 7 frames are decoded
+/// (`has_decode_delay_been_guessed`): 28 frames in all (traced with `-fdebug ts`). A shorter burst
+/// makes it wait for live frames, 67 ms each at 15 fps.
+pub const BURST_VIDEO_FRAMES: usize = 28;
 
 /// One access unit's RTP packets (or one audio packet), already re-stamped, stored once: framed
 /// for interleaved channel `2 * track` (what nearly every viewer uses), so each viewer's write is
