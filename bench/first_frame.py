@@ -10,6 +10,7 @@
 
     python3 bench/first_frame.py [--joins 20] [--clients raw,ffmpeg,pyav] [--json] URL [URL ...]
     python3 bench/first_frame.py --decode URL   # PyAV as HA opens it: codecs and decoded frames
+    python3 bench/first_frame.py --clients ffmpeg --trace DIR URL   # ffmpeg -v debug per join, stamped
 
 Joins are spaced by a random 0-2.1 s (more than a GOP of the simulated doorbell) so they land at
 random phases of the GOP. Prints per URL and client the median, p95 and max in milliseconds.
@@ -133,6 +134,30 @@ def ffmpeg_join(url):
     return time.monotonic() - t0
 
 
+def ffmpeg_traced(url, trace):
+    """ffmpeg_join with `-v debug -fdebug ts` (every packet read, with its stream and times), each stderr line stamped (ms since the process started) into
+    trace/ffmpeg-N.log; the file's first line has the wall-clock start (UTC) to read bridge logs
+    against. ffmpeg 5.1 has no time stamps of its own in its log."""
+    import os  # noqa: PLC0415
+
+    n = len([f for f in os.listdir(trace) if f.startswith("ffmpeg-")])
+    wall, t0 = time.time(), time.monotonic()
+    p = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-v", "debug", "-fdebug", "ts", "-i", url, "-frames:v", "1", "-f", "null", "-"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    lines = [f"start {time.strftime('%H:%M:%S', time.gmtime(wall))}.{int(wall % 1 * 1e6):06d} UTC"]
+    for raw in p.stderr:
+        lines.append(f"{(time.monotonic() - t0) * 1000:8.1f} {raw.decode(errors='replace').rstrip()}")
+    p.wait(timeout=60)
+    took = time.monotonic() - t0
+    lines.append(f"{took * 1000:8.1f} exit {p.returncode}")
+    with open(os.path.join(trace, f"ffmpeg-{n:02d}-{took * 1000:.0f}ms.log"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return took
+
+
 def ffmpeg_start(_url):
     """The same CLI's own start-up and exit (no network), to read the ffmpeg figures against."""
     t0 = time.monotonic()
@@ -191,6 +216,7 @@ def main():
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--decode", action="store_true")
+    ap.add_argument("--trace", metavar="DIR", help="ffmpeg: run it with -v debug, its log stamped per join into DIR")
     ap.add_argument("urls", nargs="+")
     a = ap.parse_args()
     if a.decode:
@@ -203,7 +229,10 @@ def main():
             ms = []
             for _ in range(a.joins):
                 time.sleep(rnd.uniform(0, 2.1))
-                ms.append(CLIENTS[c](url) * 1000)
+                if c == "ffmpeg" and a.trace:
+                    ms.append(ffmpeg_traced(url, a.trace) * 1000)
+                else:
+                    ms.append(CLIENTS[c](url) * 1000)
             results[f"{url} {c}"] = {
                 "median_ms": round(statistics.median(ms), 1),
                 "p95_ms": round(p95(ms), 1),

@@ -26,7 +26,7 @@ async fn an_aac_doorbell_is_heard_through_ffprobe_gstreamer_and_retina() {
     assert_eq!((streams[1].0.as_str(), streams[1].1.as_str(), streams[1].2), ("audio", "aac", 16000));
     // 2 s of 1024-sample frames at 16 kHz is ~31; the burst adds a little.
     assert!(streams[1].3 >= 20, "ffprobe decoded {} AAC frames", streams[1].3);
-    gstreamer_decodes_both(&url).await;
+    gstreamer_decodes_both(&url, "mpeg4-generic").await;
     retina_reads_both(&url, "mpeg4-generic").await;
     rig.stop().await;
 }
@@ -41,7 +41,7 @@ async fn g711_doorbells_are_heard_through_ffprobe_gstreamer_and_retina() {
         assert_eq!((streams[1].0.as_str(), streams[1].1.as_str(), streams[1].2), ("audio", ff, 8000));
         // 20 ms packets: 2 s is 100 of them.
         assert!(streams[1].3 >= 60, "ffprobe decoded {} {ff} frames", streams[1].3);
-        gstreamer_decodes_both(&url).await;
+        gstreamer_decodes_both(&url, enc).await;
         retina_reads_both(&url, enc).await;
         rig.stop().await;
     }

@@ -79,7 +79,7 @@ async fn a_gst_rtsp_server_camera_with_aac_or_g711_is_heard_by_every_client() {
         assert_eq!(p["codecs"], serde_json::json!(["video:h264", format!("audio:{ff}")]), "{p}");
         assert!(p["video"].as_u64() >= Some(10) && p["audio"].as_u64() >= Some(10), "{p}");
         // GStreamer: both branches decode; retina demuxes both.
-        gstreamer_decodes_both(&url).await;
+        gstreamer_decodes_both(&url, retina_codec).await;
         retina_reads_both(&url, retina_codec).await;
         rig.stop().await;
     }
@@ -129,4 +129,32 @@ async fn libavformat_clients_have_a_first_frame_at_any_moment_of_the_gop() {
     }
     on_cam.stop().await;
     sim.stop().await;
+}
+
+/// Video packets libavformat reads before `avformat_find_stream_info` is done ("All info found"),
+/// from ffprobe's `-v debug -fdebug ts` log (one `read_frame_internal` line per packet read).
+async fn video_packets_to_stream_info(url: &str) -> usize {
+    let args = ["-v", "debug", "-fdebug", "ts", "-rtsp_transport", "tcp", url];
+    let out = run_tool("ffprobe", &args, Duration::from_secs(30)).await;
+    let log = String::from_utf8_lossy(&out.stderr);
+    let (before, _) = log.split_once("All info found").unwrap_or_else(|| panic!("ffprobe found no stream info: {log}"));
+    before.lines().filter(|l| l.contains("read_frame_internal stream=0,")).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shortest_burst_holds_what_libavformat_reads_before_it_knows_the_streams() {
+    use doorbell_bridge::rtsp::hub::BURST_VIDEO_FRAMES;
+    let rig = Rig::start(|_| {}).await;
+    rig.wait_main().await;
+    // Two GOPs cached, so every join gets a burst of at least BURST_VIDEO_FRAMES video frames.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A viewer joining when the current GOP holds fewer frames than ffmpeg reads here waits for
+    // live ones (67 ms each at 15 fps): the slow joins of the ffmpeg CLI's first-frame figure.
+    let n = video_packets_to_stream_info(&rig.url("main")).await;
+    assert!(n >= 20, "ffprobe read only {n} video packets: is the log format still the one parsed here?");
+    assert!(
+        n <= BURST_VIDEO_FRAMES,
+        "libavformat reads {n} video frames before it knows the streams; the burst holds {BURST_VIDEO_FRAMES}"
+    );
+    rig.stop().await;
 }

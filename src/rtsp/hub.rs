@@ -28,11 +28,14 @@ pub const VIEWER_QUEUE_FRAMES: usize = 160;
 /// The GOP cache is dropped (and rebuilt at the next keyframe) past these bounds.
 pub const GOP_MAX_FRAMES: usize = 2000;
 pub const GOP_MAX_BYTES: usize = 16 << 20;
-/// Video frames a new viewer's burst holds at least, when the GOP before the current one allows:
+/// Video frames a new viewer's burst holds at least, when the GOPs cached before the current one allow:
 /// libavformat's `avformat_find_stream_info` (HA's stream worker, Frigate, ffmpeg) reads until
-/// it has timestamps of 20 video frames (`fps_analyze_framecount`) for H.264/H.265 over RTSP,
-/// whose SDP cannot give it `r_frame_rate`; a burst that short makes it wait for live frames.
-pub const BURST_VIDEO_FRAMES: usize = 24;
+/// it has timestamps of 20 video frames (`fps_analyze_framecount`, so 21 frames with a DTS) for
+/// H.264/H.265 over RTSP, whose SDP cannot give it `r_frame_rate`. For H.264 without
+/// `max_num_reorder_frames` in the SPS it gives no DTS before 7 frames are decoded
+/// (`has_decode_delay_been_guessed`): 28 frames in all (traced with `-fdebug ts`). A shorter burst
+/// makes it wait for live frames, 67 ms each at 15 fps.
+pub const BURST_VIDEO_FRAMES: usize = 28;
 
 /// One access unit's RTP packets (or one audio packet), already re-stamped, stored once: framed
 /// for interleaved channel `2 * track` (what nearly every viewer uses), so each viewer's write is
@@ -185,8 +188,10 @@ struct Inner {
     gop_bytes: usize,
     gop_video: usize,
     gop_at: Option<DateTime<Utc>>,
-    /// The GOP before `gop`, kept for the burst of a viewer joining while `gop` is young.
-    prev_gop: Vec<Arc<Frame>>,
+    /// Whole GOPs before `gop`, oldest first, with their video frame counts and bytes: as many
+    /// as a burst of [`BURST_VIDEO_FRAMES`] needs for a viewer joining while `gop` is young (one,
+    /// unless the doorbell's GOPs are shorter than that), within [`GOP_MAX_BYTES`] but the newest.
+    prev_gops: VecDeque<(usize, usize, Vec<Arc<Frame>>)>,
     /// The video frame being assembled, framed for channel 0.
     pending: Vec<u8>,
     pending_ts: Option<u32>,
@@ -283,7 +288,7 @@ impl StreamHub {
                 gop_bytes: 0,
                 gop_video: 0,
                 gop_at: None,
-                prev_gop: Vec::new(),
+                prev_gops: VecDeque::new(),
                 pending: Vec::new(),
                 pending_ts: None,
                 pending_key: false,
@@ -355,7 +360,7 @@ impl StreamHub {
         g.pending_ts = None;
         g.pending_key = false;
         g.gop.clear();
-        g.prev_gop.clear();
+        g.prev_gops.clear();
         g.gop_bytes = 0;
         g.gop_video = 0;
         for v in &g.viewers {
@@ -509,9 +514,23 @@ impl StreamHub {
     /// Caches a frame and puts it in the outbox for every viewer.
     fn publish(&self, g: &mut Inner, f: Arc<Frame>) {
         if f.key {
-            // The finished GOP stays for young-GOP joins if it was whole (began at a keyframe).
+            // The finished GOP stays for young-GOP joins if it was whole (began at a keyframe);
+            // older ones go once the newer ones alone hold a burst's worth of video.
             let done = std::mem::take(&mut g.gop);
-            g.prev_gop = if done.first().is_some_and(|f| f.key) { done } else { Vec::new() };
+            if done.first().is_some_and(|f| f.key) {
+                let (video, bytes) = (g.gop_video, g.gop_bytes);
+                g.prev_gops.push_back((video, bytes, done));
+                while g.prev_gops.len() > 1 {
+                    let newer = g.prev_gops.iter().skip(1);
+                    let (v, b) = newer.fold((0, 0), |(v, b), g| (v + g.0, b + g.1));
+                    if v < BURST_VIDEO_FRAMES && b <= GOP_MAX_BYTES {
+                        break;
+                    }
+                    g.prev_gops.pop_front();
+                }
+            } else {
+                g.prev_gops.clear();
+            }
             g.gop_bytes = 0;
             g.gop_video = 0;
             g.gop_at = Some(Utc::now());
@@ -519,7 +538,7 @@ impl StreamHub {
         if !g.gop.is_empty() || f.key {
             if g.gop.len() >= GOP_MAX_FRAMES || g.gop_bytes + f.bytes > GOP_MAX_BYTES {
                 g.gop.clear();
-                g.prev_gop.clear();
+                g.prev_gops.clear();
                 g.gop_bytes = 0;
                 g.gop_video = 0;
             } else {
@@ -549,12 +568,18 @@ impl StreamHub {
     }
 
     /// Joins a viewer playing the tracks in `tracks` (bit i = track i): its queue starts with the
-    /// GOP cache (and the GOP before it while the current one is young, see
+    /// GOP cache (and the GOPs before it while the current one is young, see
     /// [`BURST_VIDEO_FRAMES`]), so its first frame is a keyframe with the audio of its time.
     pub fn subscribe(self: &Arc<Self>, tracks: u8) -> Subscription {
         let mut g = self.lock();
-        let young = g.gop_video < BURST_VIDEO_FRAMES && !g.prev_gop.is_empty();
-        let burst = if young { g.prev_gop.iter().chain(&g.gop) } else { [].iter().chain(&g.gop) };
+        // The newest earlier GOPs that bring the burst to BURST_VIDEO_FRAMES video frames.
+        let mut need = BURST_VIDEO_FRAMES.saturating_sub(g.gop_video);
+        let mut from = g.prev_gops.len();
+        while need > 0 && from > 0 {
+            from -= 1;
+            need = need.saturating_sub(g.prev_gops[from].0);
+        }
+        let burst = g.prev_gops.range(from..).flat_map(|(_, _, fs)| fs).chain(&g.gop);
         let frames: VecDeque<Arc<Frame>> = burst.filter(|f| tracks & (1 << f.track) != 0).cloned().collect();
         let mut first = [None; MAX_TRACKS];
         for f in &frames {

@@ -273,3 +273,34 @@ fn new_parameter_sets_reach_new_viewers_in_the_sdp_and_old_ones_in_band() {
     old.viewer.take(&mut fs);
     assert_eq!(fs[0].packets().count(), 1);
 }
+
+#[test]
+fn a_doorbell_with_short_gops_still_gives_a_full_burst() {
+    let hub = playing();
+    let t = Instant::now();
+    let mut ts = 0u32;
+    let mut frame = |hub: &StreamHub, key: bool| {
+        hub.packet(0, &rtp(0, ts, true, &[if key { 0x65 } else { 0x41 }, 0]), t);
+        ts += 6000;
+    };
+    // GOPs of 10 frames: four of them, then a new one of 2 frames.
+    for _ in 0..4 {
+        frame(&hub, true);
+        for _ in 0..9 {
+            frame(&hub, false);
+        }
+    }
+    frame(&hub, true);
+    frame(&hub, false);
+    let sub = hub.subscribe(1);
+    let mut fs = Vec::new();
+    sub.viewer.take(&mut fs);
+    // The three GOPs before the current one bring its 2 frames to 32, at least BURST_VIDEO_FRAMES
+    // (28; two would give 22).
+    assert_eq!(fs.len(), 32);
+    assert!(fs[0].key);
+    assert_eq!(fs.iter().filter(|f| f.key).count(), 4);
+    assert_eq!(sub.first[0], Some((fs[0].seq, fs[0].ts)));
+    // The oldest GOP is no longer kept: the three after it hold enough.
+    assert_eq!(hub.lock().prev_gops.len(), 3);
+}
