@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use doorbell_bridge::demo::{demo_config, DemoOptions};
 use doorbell_bridge::sim::rtsp::{frame_number_of, FPS};
+
 use doorbell_bridge::sim::{Sim, SimOptions};
 use serde_json::{json, Value};
 
@@ -125,11 +126,10 @@ async fn setup(pre: u64, post: u64, data: Option<PathBuf>) -> Setup {
     Setup { sim, config, http, data, _tmp: tmp }
 }
 
-/// Presses and returns the ring event (from the event stream), the simulator's frame number at
-/// the press, and when the event came.
-async fn press(s: &Setup) -> (Value, u64, Duration) {
+/// Presses and returns the ring event (from the event stream), when the press was made, and how
+/// long the event took.
+async fn press(s: &Setup) -> (Value, Instant, Duration) {
     let mut resp = reqwest::get(format!("http://{}/api/events", s.http)).await.unwrap();
-    let frame: Value = reqwest::get(format!("{}/sim/status", s.sim.url())).await.unwrap().json().await.unwrap();
     let t = Instant::now();
     s.sim.ring();
     let mut buf = String::new();
@@ -138,11 +138,45 @@ async fn press(s: &Setup) -> (Value, u64, Duration) {
             let block: String = buf.drain(..i + 2).collect();
             if block.contains("event: ring") {
                 let data = block.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-                return (serde_json::from_str(data).unwrap(), frame["video_frame"].as_u64().unwrap(), t.elapsed());
+                return (serde_json::from_str(data).unwrap(), t, t.elapsed());
             }
         }
         let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk()).await.expect("ring event").unwrap();
         buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+}
+
+/// The simulator's frame number over time, sampled every 50 ms: under load the simulator skips
+/// ticks, so frame numbers do not follow the wall clock exactly.
+struct FrameClock(std::sync::Arc<std::sync::Mutex<Vec<(Instant, u64)>>>, tokio::task::JoinHandle<()>);
+
+impl FrameClock {
+    fn start(sim_url: String) -> FrameClock {
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = samples.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok(r) = reqwest::get(format!("{sim_url}/sim/status")).await {
+                    if let Ok(v) = r.json::<Value>().await {
+                        s.lock().unwrap().push((Instant::now(), v["video_frame"].as_u64().unwrap_or(0)));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        FrameClock(samples, task)
+    }
+
+    /// The frame being sent at `t` (the last sample at or before it).
+    fn at(&self, t: Instant) -> u64 {
+        let s = self.0.lock().unwrap();
+        s.iter().rev().find(|(at, _)| *at <= t).or(s.first()).map(|x| x.1).expect("samples")
+    }
+}
+
+impl Drop for FrameClock {
+    fn drop(&mut self) {
+        self.1.abort();
     }
 }
 
@@ -160,8 +194,9 @@ async fn a_press_gives_a_clip_from_pre_roll_before_to_post_roll_after() {
     let (pre, post) = (4u64, 10u64); // the defaults
     let s = setup(pre, post, None).await;
     let bridge = Bridge::start(&s.config, s.http).await;
+    let clock = FrameClock::start(s.sim.url());
     bridge.warm(pre + 3).await;
-    let (ring, frame, event_after) = press(&s).await;
+    let (ring, pressed, event_after) = press(&s).await;
     let id = ring["id"].as_u64().unwrap();
     assert!(event_after < Duration::from_secs(2), "the ring event waited: {event_after:?}");
     assert_eq!(ring["clip"], format!("/api/rings/{id}/clip.mp4"), "{ring}");
@@ -195,11 +230,18 @@ async fn a_press_gives_a_clip_from_pre_roll_before_to_post_roll_after() {
     assert!(!nums.is_empty());
     assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "frames missing or repeated: {nums:?}");
     let (first, last) = (nums[0], *nums.last().unwrap());
-    let pre_frames = pre * FPS as u64;
-    // One frame of slack each side: the press and the frame counter are read a few ms apart.
-    assert!(first + pre_frames <= frame + 1, "starts {first}, press at {frame}: pre-roll missing");
-    assert!(first + pre_frames + GOP_FRAMES + 1 >= frame, "starts {first}, press at {frame}: more than a GOP early");
-    assert!(last + 2 >= frame + post * FPS as u64, "ends {last}, press at {frame}");
+    let (pre_at, press_at, post_at) = (
+        clock.at(pressed - Duration::from_secs(pre)),
+        clock.at(pressed),
+        clock.at(pressed + Duration::from_secs(post)),
+    );
+    println!("frames {first}..={last}; the simulator sent {pre_at} at press - {pre} s, {press_at} at the press, {post_at} at press + {post} s");
+    // Slack: the samples are 50 ms apart and the ring reaches the bridge a few ms after the press.
+    let slack = 3;
+    assert!(first <= pre_at + slack, "starts at {first}, after {pre_at}: pre-roll missing");
+    assert!(first + GOP_FRAMES + slack >= pre_at, "starts at {first}, more than a GOP before {pre_at}");
+    assert!(last + slack >= post_at, "ends at {last}, before {post_at}: post-roll missing");
+    assert!(last <= post_at + GOP_FRAMES, "ends at {last}, long after {post_at}");
     assert_eq!(first % GOP_FRAMES, 0, "a clip starts at a keyframe of the simulator");
 
     // Range: the first 100 bytes, then the rest.
@@ -233,10 +275,11 @@ async fn presses_two_seconds_apart_share_one_extended_clip() {
     let (pre, post) = (2u64, 3u64);
     let s = setup(pre, post, None).await;
     let bridge = Bridge::start(&s.config, s.http).await;
+    let clock = FrameClock::start(s.sim.url());
     bridge.warm(pre + 2).await;
-    let (a, frame_a, _) = press(&s).await;
+    let (a, pressed_a, _) = press(&s).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (b, frame_b, _) = press(&s).await;
+    let (b, pressed_b, _) = press(&s).await;
     let (ia, ib) = (a["id"].as_u64().unwrap(), b["id"].as_u64().unwrap());
     assert_eq!(ib, ia + 1);
     let (clip_a, _) = bridge.clip(ia, Duration::from_secs(2 + post + 3)).await;
@@ -248,8 +291,10 @@ async fn presses_two_seconds_apart_share_one_extended_clip() {
     std::fs::write(&path, &clip_a).unwrap();
     let nums = frame_numbers(&path);
     assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
-    assert!(nums[0] + pre * FPS as u64 <= frame_a + 1, "pre-roll of the first press");
-    assert!(*nums.last().unwrap() + 2 >= frame_b + post * FPS as u64, "post-roll of the second press");
+    let (start, end) =
+        (clock.at(pressed_a - Duration::from_secs(pre)), clock.at(pressed_b + Duration::from_secs(post)));
+    assert!(nums[0] <= start + 3, "pre-roll of the first press: {} > {start}", nums[0]);
+    assert!(*nums.last().unwrap() + 3 >= end, "post-roll of the second press: {} < {end}", nums.last().unwrap());
     drop(bridge);
     s.sim.stop().await;
 }
@@ -384,7 +429,7 @@ v.addEventListener('error', () => { o.textContent = 'error ' + (v.error && v.err
 v.addEventListener('canplay', () => {
   o.textContent = 'duration ' + v.duration + ' size ' + v.videoWidth + ' ' + v.videoHeight + ' first ' + paint();
   v.addEventListener('seeked', () => { o.textContent += ' late ' + paint() + ' done'; }, { once: true });
-  v.currentTime = v.duration - 0.5;
+  v.currentTime = 2.0; // the simulator's second keyframe: one frame to decode
 }, { once: true });
 </script></body></html>"#;
 
