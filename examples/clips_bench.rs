@@ -36,13 +36,11 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// CPU time of this thread (user + system) in ms, from /proc (10 ms ticks).
+/// CPU time of this thread (user + system) in ms, at the clock's resolution (not /proc's 10 ms).
 fn thread_cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11..13).map(|x| x.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(f64::NAN);
-    ticks * 10.0
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1000.0 + ts.tv_nsec as f64 / 1e6
 }
 
 /// CPU time (user + system, ms) of the children this process has waited for.
@@ -98,14 +96,16 @@ async fn get_status(url: &str) -> Option<u16> {
     reqwest::get(url).await.ok().map(|r| r.status().as_u16())
 }
 
-fn first_frame_number(path: &std::path::Path) -> Option<u64> {
+/// The simulator's frame numbers in an MP4 (they count from each RTSP session's PLAY).
+fn frame_numbers(path: &std::path::Path) -> Vec<u64> {
     let out = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
-        .args(["-map", "0:v:0", "-frames:v", "1", "-c:v", "copy", "-bsf:v", "h264_mp4toannexb", "-f", "h264", "-"])
+        .args(["-map", "0:v:0", "-c:v", "copy", "-bsf:v", "h264_mp4toannexb", "-f", "h264", "-"])
         .output()
-        .ok()?;
-    split_annexb(&out.stdout).into_iter().find_map(frame_number_of)
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    split_annexb(&out).into_iter().filter_map(frame_number_of).collect()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -143,15 +143,11 @@ async fn main() {
         });
     }
     tokio::time::sleep(Duration::from_secs(pre + 4)).await;
-    let rtsp = format!(
-        "rtsp://{}:{}@{}/Streaming/Channels/101/",
-        sim.opts.username, sim.opts.password, sim.rtsp_addr
-    );
+    let rtsp = format!("rtsp://{}:{}@{}/Streaming/Channels/101/", sim.opts.username, sim.opts.password, sim.rtsp_addr);
 
-    let (mut bridge_ms, mut ffmpeg_ms, mut ffmpeg_cpu, mut ffmpeg_late) = (vec![], vec![], vec![], vec![]);
+    let (mut bridge_ms, mut ffmpeg_ms, mut ffmpeg_cpu, mut ffmpeg_start) = (vec![], vec![], vec![], vec![]);
     for i in 0..presses {
         let out = dir.path().join(format!("ffmpeg-{i}.mp4"));
-        let before = sim.state.video_frame.load(std::sync::atomic::Ordering::SeqCst);
         let t = Instant::now();
         sim.ring();
         let mut ff = tokio::process::Command::new("ffmpeg")
@@ -185,23 +181,23 @@ async fn main() {
         let (b, f) = (done_bridge.unwrap().as_secs_f64() * 1000.0, done_ffmpeg.unwrap().as_secs_f64() * 1000.0);
         bridge_ms.push(b);
         ffmpeg_ms.push(f);
-        let first = first_frame_number(&out);
-        if let Some(n) = first {
-            ffmpeg_late.push(n as f64 - before as f64);
-        }
+        // ffmpeg's own session numbers its frames from 0 at its PLAY: its first frame came when
+        // the file was complete less the frames it holds.
+        let n = frame_numbers(&out).len() as f64;
+        let start = f - n * 1000.0 / 15.0;
+        ffmpeg_start.push(start);
         println!(
-            "press {id}: bridge clip after {b:.0} ms; ffmpeg file after {f:.0} ms, its first frame {first:?} (frame {before} at the press)"
+            "press {id}: bridge clip after {b:.0} ms; ffmpeg file after {f:.0} ms holding {n} frames, so its first frame came {start:.0} ms after the press"
         );
         // Apart, so each press makes a clip of its own.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    for v in [&mut bridge_ms, &mut ffmpeg_ms, &mut ffmpeg_cpu, &mut ffmpeg_late] {
+    for v in [&mut bridge_ms, &mut ffmpeg_ms, &mut ffmpeg_cpu, &mut ffmpeg_start] {
         v.sort_by(f64::total_cmp);
     }
     let metrics = reqwest::get(format!("http://{http}/metrics")).await.unwrap().text().await.unwrap();
-    let metric = |name: &str| {
-        metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(f64::NAN)
-    };
+    let metric =
+        |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(f64::NAN);
     println!(
         "press -> clip available ({presses} presses, pre {pre} s + post {post} s): bridge p50 {:.0} ms p95 {:.0} ms; ffmpeg -c copy p50 {:.0} ms p95 {:.0} ms",
         pct(&bridge_ms, 50.0),
@@ -210,9 +206,9 @@ async fn main() {
         pct(&ffmpeg_ms, 95.0)
     );
     println!(
-        "ffmpeg: CPU per recording p50 {:.0} ms; its first frame is p50 {:.0} frames after the press (the bridge's starts {} s before)",
+        "ffmpeg: CPU per recording p50 {:.0} ms; its first frame p50 {:.0} ms after the press (the bridge's clip starts {} s before it)",
         pct(&ffmpeg_cpu, 50.0),
-        pct(&ffmpeg_late, 50.0),
+        pct(&ffmpeg_start, 50.0),
         pre
     );
     println!(
@@ -241,7 +237,7 @@ async fn main() {
     }
     cpu.sort_by(f64::total_cmp);
     println!(
-        "mux + write one clip ({} frames, {size} bytes): CPU p50 {:.0} ms, mean {:.1} ms over 20",
+        "mux + write one clip ({} frames, {size} bytes): CPU p50 {:.2} ms, mean {:.2} ms over 20",
         frames.len(),
         pct(&cpu, 50.0),
         cpu.iter().sum::<f64>() / cpu.len() as f64

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use doorbell_bridge::demo::{demo_config, DemoOptions};
 use doorbell_bridge::sim::rtsp::{frame_number_of, FPS};
 
+use doorbell_bridge::sim::audio::SimAudio;
 use doorbell_bridge::sim::{Sim, SimOptions};
 use serde_json::{json, Value};
 
@@ -103,8 +104,13 @@ struct Setup {
 
 /// The demo's configuration with clips of `pre` + `post` seconds, data in `data` (or a temp dir).
 async fn setup(pre: u64, post: u64, data: Option<PathBuf>) -> Setup {
+    setup_with(pre, post, data, SimAudio::Aac).await
+}
+
+async fn setup_with(pre: u64, post: u64, data: Option<PathBuf>, audio: SimAudio) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
-    let sim = Sim::start(SimOptions { chime: Duration::from_millis(50), ..SimOptions::default() }).await.unwrap();
+    let opts = SimOptions { chime: Duration::from_millis(50), audio, ..SimOptions::default() };
+    let sim = Sim::start(opts).await.unwrap();
     let (http_port, rtsp_port, coiot_port) = (free_tcp(), free_tcp(), free_udp());
     let opts = DemoOptions { http_port, rtsp_port, sim_port: 0, data_dir: None };
     let mut v = serde_json::to_value(demo_config(&opts, &sim)).unwrap();
@@ -403,6 +409,27 @@ async fn a_full_disk_loses_the_clip_never_the_ring() {
     drop(bridge);
     s.sim.stop().await;
     drop(disk);
+}
+
+/// G.711 has no MP4 muxer in the crate registry: such a doorbell's clips are video only (DOCS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_g711_doorbell_gives_video_only_clips() {
+    let (pre, post) = (1u64, 2u64);
+    let s = setup_with(pre, post, None, SimAudio::Pcmu).await;
+    let bridge = Bridge::start(&s.config, s.http).await;
+    bridge.warm(pre + 2).await;
+    let (ring, _, _) = press(&s).await;
+    let (mp4, _) = bridge.clip(ring["id"].as_u64().unwrap(), Duration::from_secs(post + 3)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    std::fs::write(&path, &mp4).unwrap();
+    let probe = ffprobe(&path);
+    let codecs: Vec<&str> =
+        probe["streams"].as_array().unwrap().iter().map(|s| s["codec_name"].as_str().unwrap()).collect();
+    assert_eq!(codecs, ["h264"], "{probe}");
+    assert!(first_packet_is_key(&path));
+    drop(bridge);
+    s.sim.stop().await;
 }
 
 #[test]

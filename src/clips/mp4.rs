@@ -131,6 +131,17 @@ pub struct Summary {
     pub seconds: f64,
 }
 
+/// The frame rate from the first two video frames' timestamps (15 on the DB1 when unsure).
+fn fps(frames: &[Timed]) -> f64 {
+    let mut v = frames.iter().filter(|(_, f)| f.track == 0).map(|(_, f)| f.ts);
+    match (v.next(), v.next()) {
+        (Some(a), Some(b)) if b.wrapping_sub(a) > 0 && b.wrapping_sub(a) < 90_000 => {
+            90_000.0 / b.wrapping_sub(a) as f64
+        }
+        _ => 15.0,
+    }
+}
+
 /// Unwraps 32-bit RTP timestamps into seconds from the first one.
 struct Clock {
     first: Option<u32>,
@@ -169,7 +180,8 @@ pub fn mux(desc: &Description, frames: &[Timed]) -> Result<(Vec<u8>, Summary), S
     sps = inband.or(sps);
     let (width, height) = sps.and_then(sps_dimensions).ok_or("no readable SPS")?;
     let aac = aac_track(desc);
-    let mut b = muxide::api::MuxerBuilder::new(Vec::new()).video(muxide::api::VideoCodec::H264, width, height, 15.0);
+    let mut b =
+        muxide::api::MuxerBuilder::new(Vec::new()).video(muxide::api::VideoCodec::H264, width, height, fps(frames));
     if let Some(a) = &aac {
         let profile = match a.object_type {
             1 => muxide::api::AacProfile::Main,
@@ -228,7 +240,7 @@ pub fn mux(desc: &Description, frames: &[Timed]) -> Result<(Vec<u8>, Summary), S
     if sum.video_frames == 0 {
         return Err("no video frames".into());
     }
-    sum.seconds = last_v + 1.0 / 15.0;
+    sum.seconds = last_v + 1.0 / fps(frames);
     m.finish_in_place().map_err(|e| e.to_string())?;
     Ok((m.into_writer(), sum))
 }
