@@ -70,6 +70,7 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub ring: RingConfig,
     pub snapshot: SnapshotConfig,
+    pub clips: ClipsConfig,
     /// Add-on only: copy the bundled Home Assistant integration into `/homeassistant/custom_components`.
     pub install_integration: bool,
 }
@@ -96,6 +97,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             ring: RingConfig::default(),
             snapshot: SnapshotConfig::default(),
+            clips: ClipsConfig::default(),
             install_integration: false,
         }
     }
@@ -403,6 +405,29 @@ impl Default for SnapshotConfig {
     }
 }
 
+/// Ring clips: a video of each press, from `pre_roll_secs` before it to `post_roll_secs` after,
+/// kept with the ring pictures (their count and size limits).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClipsConfig {
+    /// Seconds before the press (from the keyframe at or before, so up to one GOP more); 0 turns
+    /// clips off.
+    pub pre_roll_secs: u64,
+    pub post_roll_secs: u64,
+    /// The stream recorded (a key of `streams`).
+    pub stream: String,
+}
+
+impl Default for ClipsConfig {
+    fn default() -> Self {
+        ClipsConfig { pre_roll_secs: 4, post_roll_secs: 10, stream: "main".into() }
+    }
+}
+
+/// Longest pre-roll and post-roll: the pre-roll is held in memory for every second of the day.
+pub const MAX_PRE_ROLL_SECS: u64 = 30;
+pub const MAX_POST_ROLL_SECS: u64 = 60;
+
 /// One problem with a configuration: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -614,6 +639,15 @@ impl Config {
             if url::Url::parse(u).map(|u| u.scheme() != "http" && u.scheme() != "https").unwrap_or(true) {
                 bad("snapshot.url", "must be an http:// or https:// URL");
             }
+        }
+        if self.clips.pre_roll_secs > MAX_PRE_ROLL_SECS {
+            bad("clips.pre_roll_secs", &format!("must be from 0 (no clips) to {MAX_PRE_ROLL_SECS}"));
+        }
+        if !(1..=MAX_POST_ROLL_SECS).contains(&self.clips.post_roll_secs) {
+            bad("clips.post_roll_secs", &format!("must be from 1 to {MAX_POST_ROLL_SECS}"));
+        }
+        if self.clips.pre_roll_secs > 0 && !self.streams.contains_key(&self.clips.stream) {
+            bad("clips.stream", "must name one of the streams");
         }
         p
     }

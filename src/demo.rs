@@ -28,6 +28,8 @@ pub struct DemoTuning {
     pub require_token: bool,
     /// The simulated doorbell offers no audio backchannel.
     pub no_backchannel: bool,
+    /// Overrides `clips.post_roll_secs` (tests wait less for a clip).
+    pub clip_post_roll_secs: Option<u64>,
 }
 
 impl DemoTuning {
@@ -37,6 +39,9 @@ impl DemoTuning {
         }
         if self.require_token {
             cfg.server.trust_loopback = false;
+        }
+        if let Some(s) = self.clip_post_roll_secs {
+            cfg.clips.post_roll_secs = s;
         }
     }
 }
@@ -98,6 +103,7 @@ pub async fn run_tuned(opts: DemoOptions, tuning: DemoTuning, shutdown: Cancella
     println!("  Bridge HTTP API   http://{http}/api/status");
     println!("  Live events       http://{http}/api/events");
     println!("  Latest picture    http://{http}/api/snapshot.jpg");
+    println!("  Ring clips        http://{http}/api/rings/<id>/clip.mp4  (ids in http://{http}/api/rings)");
     println!("  Metrics           http://{http}/metrics");
     println!("  Health            http://{http}/healthz");
     println!();

@@ -27,6 +27,9 @@ pub struct Ring {
     pub press: Option<String>,
     /// Path of this ring's picture on the HTTP API.
     pub snapshot: String,
+    /// Path of this ring's clip on the HTTP API when one is being recorded (`404` until it is
+    /// written); null when clips are off.
+    pub clip: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -111,6 +114,8 @@ pub struct Bus {
     pub storage: Arc<crate::datadir::Health>,
     /// Durable reservation of ring ids; unset in tests that keep nothing on disk.
     ring_ids: Mutex<Option<crate::ring_ids::RingIds>>,
+    /// Whether every ring gets a clip (`clip` in the ring event).
+    clips: std::sync::atomic::AtomicBool,
 }
 
 /// A subscription that starts exactly after `backlog`.
@@ -146,6 +151,7 @@ impl Bus {
             rings_total: Default::default(),
             storage: Arc::default(),
             ring_ids: Mutex::new(None),
+            clips: Default::default(),
         })
     }
 
@@ -193,6 +199,11 @@ impl Bus {
         rec
     }
 
+    /// From now on every ring says a clip of it will come.
+    pub fn set_clips(&self, on: bool) {
+        self.clips.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Records a ring; returns it with its id and time.
     pub fn ring(&self, source: &str, press: Option<&str>, at: DateTime<Utc>) -> Ring {
         let mut g = self.lock();
@@ -207,6 +218,7 @@ impl Bus {
             source: source.to_string(),
             press: press.map(str::to_string),
             snapshot: format!("/api/rings/{id}/snapshot.jpg"),
+            clip: self.clips.load(std::sync::atomic::Ordering::Relaxed).then(|| format!("/api/rings/{id}/clip.mp4")),
         };
         g.state.last_ring = Some(ring.clone());
         self.rings_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod admission;
 pub mod api;
+pub mod clips;
 pub mod config;
 pub mod datadir;
 pub mod demo;
@@ -118,7 +119,8 @@ impl App {
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let onvif_state = self.data_dir.join(onvif::STATE_FILE);
-        let App { config, bus, access, snapshots, http, coiot, rtsp_hub, rtsp, .. } = self;
+        let App { config, data_dir, bus, access, snapshots, http, coiot, rtsp_hub, rtsp } = self;
+        let rtsp_hub_for_clips = rtsp_hub.clone();
         let mut tasks = tokio::task::JoinSet::new();
 
         snapshots.set_keyframe_source(rtsp_hub.clone());
@@ -148,6 +150,17 @@ impl App {
             commands = Some(c);
         }
         tasks.spawn(snapshots.clone().run(shutdown.clone()));
+        let clips = clips::Clips::new(&config, &data_dir, &bus, &snapshots);
+        bus.add_status_source(clips.clone());
+        let clip_hub = rtsp_hub_for_clips.get(&clips.stream).cloned().filter(|_| clips.enabled);
+        let clips = match clip_hub {
+            Some(hub) => {
+                bus.set_clips(true);
+                tasks.spawn(clips.clone().run(hub, bus.clone(), snapshots.clone(), shutdown.clone()));
+                Some(clips)
+            }
+            None => None,
+        };
         let talk = (!config.doorbell.host.is_empty()).then(|| talk::Talk::new(&config, onvif_device));
         if let Some(t) = &talk {
             bus.add_status_source(t.clone());
@@ -160,6 +173,7 @@ impl App {
             snapshots: snapshots.clone(),
             commands,
             talk,
+            clips,
             shutdown: shutdown.clone(),
         };
         let router = api::router(state);

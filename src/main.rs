@@ -45,6 +45,9 @@ enum Command {
         /// The simulated doorbell offers no audio backchannel (talk is then unsupported).
         #[arg(long)]
         no_backchannel: bool,
+        /// Seconds a ring clip runs after the press (default: the configuration's clips.post_roll_secs).
+        #[arg(long)]
+        clip_post_roll_secs: Option<u64>,
     },
     /// Validate a configuration file: exit 0, or print every problem and exit 2.
     CheckConfig { path: PathBuf },
@@ -197,11 +200,12 @@ fn main() -> ExitCode {
                 ring_min_gap_ms,
                 require_token,
                 no_backchannel,
+                clip_post_roll_secs,
             }) => {
                 init_logging("info");
                 let token = shutdown_on_signals();
                 let opts = DemoOptions { http_port, rtsp_port, sim_port, data_dir };
-                let tuning = DemoTuning { ring_min_gap_ms, require_token, no_backchannel };
+                let tuning = DemoTuning { ring_min_gap_ms, require_token, no_backchannel, clip_post_roll_secs };
                 match doorbell_bridge::demo::run_tuned(opts, tuning, token).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => exit_for(&e),

@@ -1,6 +1,7 @@
 //! The HTTP API (CONTRACT.md): health, status, live events, snapshots, metrics.
 //! `router(state)` is public so tests drive it directly; `serve` adds the connection limits.
 
+pub mod clip;
 pub mod error;
 pub mod rings;
 pub mod sse;
@@ -53,6 +54,8 @@ pub struct ApiState {
     pub commands: Option<Arc<dyn Commands>>,
     /// `POST /api/talk`; None when the bridge has no doorbell to talk through.
     pub talk: Option<Arc<crate::talk::Talk>>,
+    /// Ring clips; None when they are off.
+    pub clips: Option<Arc<crate::clips::Clips>>,
     pub shutdown: CancellationToken,
 }
 
@@ -63,6 +66,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/snapshot.jpg", get(snapshot))
         .route("/api/rings", get(rings::list))
         .route("/api/rings/{id}/snapshot.jpg", get(ring_snapshot))
+        .route("/api/rings/{id}/clip.mp4", get(clip::ring_clip))
         .route("/api/reboot", post(reboot))
         // Same rule as the rest: it tells live motion, rings and viewers.
         .route("/metrics", get(metrics))

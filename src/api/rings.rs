@@ -1,6 +1,6 @@
 //! `GET /api/rings?limit=N`: the kept ring history, newest first, for Home Assistant's media
 //! browser. A picture is listed when one is on disk, in memory or being taken (its URL then
-//! waits for it); clips are not kept yet (`null`).
+//! waits for it); a clip once it is written (`null` before, and when clips are off).
 
 use std::collections::BTreeSet;
 
@@ -34,8 +34,8 @@ pub fn parse_limit(raw: Option<&str>) -> Result<usize, Error> {
 }
 
 /// The body: `history` is oldest first (as the store keeps it); `in_flight` are rings whose
-/// picture is not on disk yet but served from memory or being taken.
-pub fn body(history: &[Entry], in_flight: &BTreeSet<u64>, limit: usize) -> Value {
+/// picture is not on disk yet but served from memory or being taken; `clip` gives a ring's clip link.
+pub fn body(history: &[Entry], in_flight: &BTreeSet<u64>, clip: impl Fn(u64) -> Option<String>, limit: usize) -> Value {
     let rings: Vec<Value> = history
         .iter()
         .rev()
@@ -43,7 +43,7 @@ pub fn body(history: &[Entry], in_flight: &BTreeSet<u64>, limit: usize) -> Value
         .map(|e| {
             let has = e.image_bytes.is_some() || in_flight.contains(&e.id);
             let snapshot = has.then(|| format!("/api/rings/{}/snapshot.jpg", e.id));
-            json!({"id": e.id, "at": e.at, "source": e.source, "snapshot": snapshot, "clip": null})
+            json!({"id": e.id, "at": e.at, "source": e.source, "snapshot": snapshot, "clip": clip(e.id)})
         })
         .collect();
     json!({ "rings": rings })
@@ -51,7 +51,10 @@ pub fn body(history: &[Entry], in_flight: &BTreeSet<u64>, limit: usize) -> Value
 
 pub async fn list(State(st): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
     match parse_limit(q.limit.as_deref()) {
-        Ok(limit) => Json(body(&st.snapshots.ring_history(), &st.snapshots.rings_in_flight(), limit)).into_response(),
+        Ok(limit) => {
+            let clip = |id| st.clips.as_ref().and_then(|c| c.link(id));
+            Json(body(&st.snapshots.ring_history(), &st.snapshots.rings_in_flight(), clip, limit)).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -75,15 +78,16 @@ mod tests {
     #[test]
     fn newest_first_limited_and_pictures_only_when_kept() {
         let h: Vec<Entry> = (1..=5).map(|i| entry(i, i != 4 && i != 3)).collect();
-        let b = body(&h, &BTreeSet::from([3]), 3);
+        let b = body(&h, &BTreeSet::from([3]), |id| (id == 4).then(|| format!("/api/rings/{id}/clip.mp4")), 3);
         let ids: Vec<u64> = b["rings"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
         assert_eq!(ids, [5, 4, 3]);
         assert_eq!(b["rings"][0]["snapshot"], "/api/rings/5/snapshot.jpg");
         assert_eq!(b["rings"][1]["snapshot"], Value::Null);
         assert_eq!(b["rings"][2]["snapshot"], "/api/rings/3/snapshot.jpg", "in memory, not on disk yet");
         assert_eq!(b["rings"][0]["clip"], Value::Null);
+        assert_eq!(b["rings"][1]["clip"], "/api/rings/4/clip.mp4");
         assert_eq!(b["rings"][0]["source"], "coiot");
-        assert_eq!(body(&[], &BTreeSet::new(), 50), json!({"rings": []}));
+        assert_eq!(body(&[], &BTreeSet::new(), |_| None, 50), json!({"rings": []}));
     }
 
     #[test]

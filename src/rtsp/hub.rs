@@ -36,6 +36,8 @@ pub const GOP_MAX_BYTES: usize = 16 << 20;
 /// (`has_decode_delay_been_guessed`): 28 frames in all (traced with `-fdebug ts`). A shorter burst
 /// makes it wait for live frames, 67 ms each at 15 fps.
 pub const BURST_VIDEO_FRAMES: usize = 28;
+/// Frames a reader of [`StreamHub::frames`] may lag behind: over 10 s of 25 fps video with audio.
+pub const TAP_FRAMES: usize = 1024;
 
 /// One access unit's RTP packets (or one audio packet), already re-stamped, stored once: framed
 /// for interleaved channel `2 * track` (what nearly every viewer uses), so each viewer's write is
@@ -230,6 +232,9 @@ pub struct StreamHub {
     desc: watch::Sender<Option<Arc<Description>>>,
     demand: watch::Sender<usize>,
     state: AtomicU8,
+    /// Every frame as it is published, for readers that keep their own window of the stream
+    /// (ring clips); the same `Arc`s the GOP cache holds, nothing copied.
+    tap: tokio::sync::broadcast::Sender<Arc<Frame>>,
 }
 
 /// Holds a stream wanted (a viewer connecting or watching): on-demand upstreams run while any exist.
@@ -305,7 +310,14 @@ impl StreamHub {
             desc: watch::channel(None).0,
             demand: watch::channel(0).0,
             state: AtomicU8::new(UpstreamState::Idle as u8),
+            tap: tokio::sync::broadcast::channel(TAP_FRAMES).0,
         })
+    }
+
+    /// Every frame (video and audio) published from now on, in order. A reader that falls more
+    /// than [`TAP_FRAMES`] behind learns it from `RecvError::Lagged`; the hub never waits for it.
+    pub fn frames(&self) -> tokio::sync::broadcast::Receiver<Arc<Frame>> {
+        self.tap.subscribe()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -546,6 +558,9 @@ impl StreamHub {
                 g.gop_video += (f.track == 0) as usize;
                 g.gop.push(f.clone());
             }
+        }
+        if self.tap.receiver_count() > 0 {
+            let _ = self.tap.send(f.clone());
         }
         g.outbox.push(f);
     }

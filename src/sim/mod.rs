@@ -97,6 +97,9 @@ pub struct SimState {
     /// The ONVIF device: clock, PullPoint subscriptions.
     pub onvif: onvif::OnvifSim,
     pub backchannel: backchannel::Receiver,
+    /// Number of the last video frame sent (frames since PLAY of the latest session to play);
+    /// each frame carries its number in an SEI (`rtsp::frame_number_sei`).
+    pub video_frame: AtomicU64,
 }
 
 pub struct Sim {
@@ -258,6 +261,7 @@ async fn sim_status(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
         "presses": s.rings.load(Ordering::SeqCst),
         "coiot_sent": s.coiot_sent.load(Ordering::SeqCst),
         "reboots": s.reboots.load(Ordering::SeqCst),
+        "video_frame": s.video_frame.load(Ordering::SeqCst),
         "motion": *s.motion.lock().unwrap(),
         "snapshot": snapshot::status(&ctx),
         "onvif_subscriptions": s.onvif.live(),

@@ -211,6 +211,7 @@ async fn conn(mut sock: TcpStream, addr: SocketAddr, opts: SimOptions, state: Ar
                         s.clip = want;
                         s.frame = 0;
                     }
+                    state.video_frame.store(s.ticks, Ordering::SeqCst);
                     let mut out = next_frame(s);
                     next_audio(s, &mut out);
                     if sock.write_all(&out).await.is_err() {
@@ -251,9 +252,14 @@ fn next_frame(s: &mut Session) -> Vec<u8> {
     let Some(channel) = s.channel else { return Vec::new() };
     let c = clip_of(s.clip);
     let payloads = &c.frames[s.frame % c.frames.len()];
-    let mut out = Vec::with_capacity(payloads.iter().map(|p| p.len() + 16).sum());
-    for (i, p) in payloads.iter().enumerate() {
-        let last = i + 1 == payloads.len();
+    let mut out = Vec::with_capacity(payloads.iter().map(|p| p.len() + 16).sum::<usize>() + 64);
+    // The frame's number rides in an SEI just before its first slice (after SPS/PPS, so the
+    // keyframe still starts the access unit): tests read it back from what viewers and clips get.
+    let sei = frame_number_sei(s.ticks);
+    let first_slice = payloads.iter().position(|p| is_slice(p)).unwrap_or(0);
+    let with_sei = payloads[..first_slice].iter().chain([&sei]).chain(&payloads[first_slice..]);
+    for (i, p) in with_sei.enumerate() {
+        let last = i == payloads.len();
         let mut pkt = Vec::with_capacity(12 + p.len());
         pkt.push(0x80);
         pkt.push(PT | if last { 0x80 } else { 0 });
@@ -268,6 +274,35 @@ fn next_frame(s: &mut Session) -> Vec<u8> {
     s.frame += 1;
     s.ticks += 1;
     out
+}
+
+/// The SEI `user_data_unregistered` UUID the simulator's frame numbers carry.
+pub const FRAME_SEI_UUID: [u8; 16] = *b"DoorbellSimFrame";
+
+/// An SEI NAL unit (type 6, payload 5) with `frame NNNNNNNNNN` in ASCII: no zero bytes, so no
+/// emulation prevention is needed.
+pub fn frame_number_sei(n: u64) -> Vec<u8> {
+    let text = format!("frame {:010}", n % 10_000_000_000);
+    let mut nal = vec![0x06, 0x05, (16 + text.len()) as u8];
+    nal.extend_from_slice(&FRAME_SEI_UUID);
+    nal.extend_from_slice(text.as_bytes());
+    nal.push(0x80);
+    nal
+}
+
+/// The frame number in an SEI NAL unit made by [`frame_number_sei`].
+pub fn frame_number_of(nal: &[u8]) -> Option<u64> {
+    let rest = nal.strip_prefix(&[0x06, 0x05])?.get(1..)?.strip_prefix(&FRAME_SEI_UUID[..])?;
+    std::str::from_utf8(rest.get(..16)?).ok()?.strip_prefix("frame ")?.parse().ok()
+}
+
+/// Whether an RTP payload (single NAL unit or FU-A) carries a slice.
+fn is_slice(p: &[u8]) -> bool {
+    let t = match p.first().map(|b| b & 0x1f) {
+        Some(28) => p.get(1).map(|b| b & 0x1f),
+        t => t,
+    };
+    matches!(t, Some(1 | 5))
 }
 
 fn path_of(uri: &str) -> Option<&'static str> {

@@ -415,6 +415,7 @@ impl Snapshots {
             source: "unknown".into(),
             press: None,
             snapshot: format!("/api/rings/{id}/snapshot.jpg"),
+            clip: None,
         });
         self.with_store(move |s| s.add_ring(&ring)).await;
         let mut have = false;

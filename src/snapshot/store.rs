@@ -54,6 +54,7 @@ impl Entry {
             source: self.source.clone(),
             press: self.press.clone(),
             snapshot: format!("/api/rings/{}/snapshot.jpg", self.id),
+            clip: None,
         }
     }
 }
@@ -139,7 +140,9 @@ impl Store {
                     .strip_suffix(".jpg")
                     .and_then(|s| s.parse::<u64>().ok())
                     .is_some_and(|id| store.entries.get(&id).is_some_and(|e| e.image_bytes.is_some()));
-                if !known && name != INDEX_FILE {
+                // Ring clips live here too (`clips::files`); they are pruned by their own module.
+                let clip = crate::clips::files::parse_name(&name).is_some();
+                if !known && !clip && name != INDEX_FILE {
                     let _ = std::fs::remove_file(f.path());
                 }
             }

@@ -18,6 +18,8 @@ MAX_EVENT_BYTES = 1024 * 1024
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
 
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
+# A clip is streamed through: no total limit, but the bridge must start answering and keep sending.
+CLIP_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=30)
 # The bridge sends a keep-alive comment every 15 s: a silent stream for longer is dead.
 EVENTS_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=45)
 
@@ -174,6 +176,21 @@ class BridgeClient:
     async def ring_snapshot(self, ring_id: int) -> bytes:
         """The picture taken for one ring."""
         return await self._image(f"/api/rings/{int(ring_id)}/snapshot.jpg")
+
+    async def ring_clip(self, ring_id: int, range_header: str | None = None) -> aiohttp.ClientResponse:
+        """GET one ring's clip, `Range` passed on; the caller reads and closes the response.
+        BridgeError (404) until the clip is written."""
+        headers = self._headers({"Range": range_header} if range_header else None)
+        try:
+            resp = await self._session.get(
+                self.url(f"/api/rings/{int(ring_id)}/clip.mp4"), headers=headers, timeout=CLIP_TIMEOUT
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            raise BridgeConnectionError(str(err) or type(err).__name__) from err
+        if resp.status >= 400 and resp.status != 416:
+            async with resp:
+                await self._check(resp)
+        return resp
 
     async def reboot(self) -> None:
         """Asks the bridge to reboot the doorbell (POST /api/reboot)."""

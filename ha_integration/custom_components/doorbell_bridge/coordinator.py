@@ -47,6 +47,8 @@ class Ring:
     source: str
     snapshot: str | None
     press: str | None = None
+    # The bridge's path of the ring's clip when one is being recorded (it 404s until written).
+    clip: str | None = None
 
     @property
     def key(self) -> tuple[int, str]:
@@ -69,6 +71,7 @@ class Ring:
             source=str(obj.get("source") or "unknown"),
             snapshot=str(obj["snapshot"]) if isinstance(obj.get("snapshot"), str) else None,
             press=obj.get("press") if isinstance(obj.get("press"), str) else None,
+            clip=obj.get("clip") if isinstance(obj.get("clip"), str) else None,
         )
 
 

@@ -10,7 +10,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import DoorbellBridgeConfigEntry, DoorbellBridgeCoordinator, Ring
 from .entity import DoorbellBridgeEntity
-from .views import signed_ring_picture_path
+from .views import signed_ring_clip_path, signed_ring_picture_path
 
 # Required for doorbell events (entities without it stop working in 2027.4).
 RING = DoorbellEventType.RING
@@ -22,6 +22,7 @@ ATTR_SOURCE = "source"
 ATTR_PICTURE = "picture"
 ATTR_AT = "at"
 ATTR_PRESS = "press"
+ATTR_CLIP = "clip"
 
 
 async def async_setup_entry(
@@ -34,7 +35,7 @@ async def async_setup_entry(
 
 
 class DoorbellRingEvent(DoorbellBridgeEntity, EventEntity):
-    """A press of the doorbell; attributes carry its source and its picture's URL."""
+    """A press of the doorbell; attributes carry its source and the URLs of its picture and clip."""
 
     _attr_device_class = EventDeviceClass.DOORBELL
     _attr_event_types = [RING]
@@ -64,5 +65,8 @@ class DoorbellRingEvent(DoorbellBridgeEntity, EventEntity):
         }
         if ring.press:
             attrs[ATTR_PRESS] = ring.press
+        # The clip is written when its post-roll has passed; until then the link answers 404.
+        entry_id = self.coordinator.config_entry.entry_id
+        attrs[ATTR_CLIP] = signed_ring_clip_path(self.hass, entry_id, ring.id) if ring.clip else None
         self._trigger_event(RING, attrs)
         self.async_write_ha_state()
