@@ -20,9 +20,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, SnapshotUrl};
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{Bus, Payload, Ring};
+use crate::events::{Bus, Payload, Ring, RingSource};
 use crate::media::{KeyframeSource, VideoCodec};
 use auth::Scheme;
 use store::Store;
@@ -83,8 +83,7 @@ struct Counters {
 }
 
 pub struct Snapshots {
-    url: Mutex<Option<String>>,
-    url_configured: bool,
+    url: Option<String>,
     username: String,
     password: crate::config::Secret,
     client: reqwest::Client,
@@ -95,7 +94,11 @@ pub struct Snapshots {
     latest: Mutex<Option<Cached>>,
     fetch: tokio::sync::Mutex<FetchState>,
     refreshing: AtomicBool,
+    /// Locked only on blocking threads (`with_store`): it is held while pictures sync to disk.
     store: Arc<Mutex<Store>>,
+    /// What the store held after its last change, for the runtime's threads (`/api/rings`,
+    /// `/metrics`): they never wait on the store's disk I/O.
+    store_view: Arc<Mutex<Arc<StoreView>>>,
     recent: Mutex<VecDeque<(u64, Image)>>,
     /// Pictures the disk refused, oldest first, at most UNWRITTEN_MAX_BYTES.
     unwritten: Mutex<VecDeque<(u64, Image, &'static str)>>,
@@ -112,6 +115,8 @@ pub struct Snapshots {
     pending: Mutex<std::collections::BTreeSet<u64>>,
     taken: tokio::sync::Notify,
     timeout: Duration,
+    /// Id of the last bus event `run` acted on.
+    handled: AtomicU64,
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -125,12 +130,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Snapshots {
     /// Opens the ring store under `data_dir` and tells `bus` where ring ids continue.
     pub fn new(cfg: &Config, data_dir: &Path, bus: Arc<Bus>) -> Snapshots {
-        // An empty `snapshot.url` means the doorbell has none: pictures come from keyframes only.
-        let url = match cfg.snapshot.url.as_deref() {
-            Some("") => None,
-            Some(u) => Some(u.to_string()),
-            None if cfg.doorbell.host.is_empty() => None,
-            None => Some(format!("http://{}:{}/onvif/snapshot.jpg", cfg.doorbell.host, cfg.doorbell.http_port)),
+        // `snapshot.url: ""` means the doorbell has none: pictures come from keyframes only.
+        let url = match &cfg.snapshot.url {
+            SnapshotUrl::None => None,
+            SnapshotUrl::Url(u) => Some(u.to_string()),
+            SnapshotUrl::Default if cfg.doorbell.host.is_empty() => None,
+            SnapshotUrl::Default => {
+                Some(format!("http://{}:{}/onvif/snapshot.jpg", cfg.doorbell.host, cfg.doorbell.http_port))
+            }
         };
         let timeout = Duration::from_secs(cfg.snapshot.timeout_secs.max(1));
         let client = reqwest::Client::builder()
@@ -142,6 +149,7 @@ impl Snapshots {
         let mut store =
             Store::open(data_dir, cfg.snapshot.ring_images_keep, cfg.snapshot.ring_images_max_mb * 1024 * 1024);
         store.health = bus.storage.clone();
+        let bus_last_id = bus.last_id();
         if let Some(last) = store.last() {
             bus.set_next_ring_id(last.id + 1, Some(last.ring()));
         }
@@ -151,8 +159,7 @@ impl Snapshots {
         }
         streams.extend(cfg.streams.keys().filter(|k| *k != "main").cloned());
         Snapshots {
-            url: Mutex::new(url),
-            url_configured: cfg.snapshot.url.is_some(),
+            url,
             username: cfg.doorbell.username.clone(),
             password: cfg.doorbell.password.clone(),
             client,
@@ -163,6 +170,7 @@ impl Snapshots {
             latest: Mutex::new(None),
             fetch: tokio::sync::Mutex::new(FetchState::default()),
             refreshing: AtomicBool::new(false),
+            store_view: Arc::new(Mutex::new(Arc::new(StoreView::of(&store)))),
             store: Arc::new(Mutex::new(store)),
             recent: Mutex::new(VecDeque::new()),
             unwritten: Mutex::new(VecDeque::new()),
@@ -175,19 +183,13 @@ impl Snapshots {
             pending: Mutex::new(Default::default()),
             taken: tokio::sync::Notify::new(),
             timeout,
+            handled: AtomicU64::new(bus_last_id),
         }
     }
 
     /// The RTSP hub, for pictures made from its cached keyframe.
     pub fn set_keyframe_source(&self, src: Arc<dyn KeyframeSource>) {
         let _ = self.keyframes.set(src);
-    }
-
-    /// The URI ONVIF `GetSnapshotUri` reported; used unless `snapshot.url` is configured.
-    pub fn set_snapshot_uri(&self, uri: Option<String>) {
-        if !self.url_configured {
-            *lock(&self.url) = uri.filter(|u| !u.is_empty());
-        }
     }
 
     /// Counts for tests and `/metrics`: (doorbell fetches, failures, keyframe JPEGs made).
@@ -258,7 +260,7 @@ impl Snapshots {
         if st.missing_until.is_some_and(|t| Instant::now() < t) {
             return Err(err(ErrorKind::NotFound, "the doorbell has no snapshot URL"));
         }
-        let Some(url) = lock(&self.url).clone() else {
+        let Some(url) = self.url.clone() else {
             return Err(err(ErrorKind::NotFound, "no snapshot URL is known"));
         };
         if let Some(next) = st.last_start.map(|t| t + self.min_interval) {
@@ -409,13 +411,12 @@ impl Snapshots {
         let asked = Instant::now();
         lock(&self.pending).insert(id);
         let _done = Pending { snaps: self, id };
-        let ring = self.bus.state().last_ring.filter(|r| r.id == id).unwrap_or_else(|| Ring {
-            id,
-            at: crate::events::now_string(Utc::now()),
-            source: "unknown".into(),
-            press: None,
-            snapshot: format!("/api/rings/{id}/snapshot.jpg"),
-        });
+        let ring = self
+            .bus
+            .state()
+            .last_ring
+            .filter(|r| r.id == id)
+            .unwrap_or_else(|| Ring::new(id, Utc::now(), RingSource::Other("unknown".into()), None));
         self.with_store(move |s| s.add_ring(&ring)).await;
         let mut have = false;
         if let Some(img) = self.keyframe_image().await {
@@ -438,8 +439,13 @@ impl Snapshots {
     }
 
     async fn with_store<R: Send + 'static>(&self, f: impl FnOnce(&mut Store) -> R + Send + 'static) -> R {
-        let store = self.store.clone();
-        let run = move || f(&mut lock(&store));
+        let (store, view) = (self.store.clone(), self.store_view.clone());
+        let run = move || {
+            let mut s = lock(&store);
+            let r = f(&mut s);
+            *lock(&view) = Arc::new(StoreView::of(&s));
+            r
+        };
         match tokio::task::spawn_blocking(run).await {
             Ok(r) => r,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -559,7 +565,7 @@ impl Snapshots {
 
     /// The persisted ring history, oldest first.
     pub fn ring_history(&self) -> Vec<store::Entry> {
-        lock(&self.store).entries.values().cloned().collect()
+        lock(&self.store_view).entries.clone()
     }
 
     /// Rings whose picture is served from memory or still being taken (maybe not on disk yet).
@@ -571,55 +577,99 @@ impl Snapshots {
 
     /// Bytes of ring pictures on disk.
     pub fn ring_images_bytes(&self) -> u64 {
-        lock(&self.store).total_bytes()
+        lock(&self.store_view).bytes
     }
 
-    /// Background work: with `snapshot.on_motion`, a picture at every motion start, kept under
-    /// `<data_dir>/motion/`.
+    /// The owner task of the pictures events ask for: one for every ring, and with
+    /// `snapshot.on_motion` one at every motion start, kept under `<data_dir>/motion/`. It reads
+    /// the bus from where it last stopped, so a ring during a restart of this task keeps its picture.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        if !self.on_motion {
-            return;
-        }
-        let mut sub = self.bus.subscribe(None);
+        let mut sub = self.bus.subscribe(Some(self.handled.load(Relaxed)));
+        let mut work = tokio::task::JoinSet::new();
+        let mut due: VecDeque<Arc<crate::events::Record>> = std::mem::take(&mut sub.backlog).into();
         loop {
-            let rec = tokio::select! {
-                r = sub.rx.recv() => r,
-                _ = shutdown.cancelled() => return,
-            };
-            let rec = match rec {
-                Ok(r) => r,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
-            };
-            let Payload::Sensor(s) = &rec.payload else { continue };
-            if s.state != Some(true) || s.name == "ring" {
-                continue;
-            }
-            let me = self.clone();
-            let at = Utc::now();
-            tokio::spawn(async move {
-                if let Ok(img) = me.update(Instant::now(), true).await {
-                    let dir = me.data_dir.join("motion");
-                    let _ = tokio::task::spawn_blocking(move || keep_motion_picture(&dir, &img.bytes, at)).await;
+            while let Some(rec) = due.pop_front() {
+                if rec.id <= self.handled.load(Relaxed) {
+                    continue;
                 }
-            });
+                self.handled.store(rec.id, Relaxed);
+                self.picture_for(&rec.payload, &mut work);
+            }
+            tokio::select! {
+                r = sub.rx.recv() => match r {
+                    Ok(rec) => due.push_back(rec),
+                    // Fell behind the channel: the bus's history has what was missed.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        due.extend(self.bus.since(self.handled.load(Relaxed)).0);
+                    }
+                    Err(_) => break,
+                },
+                Some(_) = work.join_next() => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        // Pictures being taken finish (each is bounded by the fetch timeout) or are left behind.
+        let finish = async { while work.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(self.timeout + Duration::from_secs(1), finish).await;
+    }
+
+    fn picture_for(self: &Arc<Self>, payload: &Payload, work: &mut tokio::task::JoinSet<()>) {
+        let me = self.clone();
+        match payload {
+            Payload::Ring(r) => {
+                let id = r.id;
+                work.spawn(async move { me.take_for_ring(id).await });
+            }
+            Payload::Sensor(s) if self.on_motion && s.state == Some(true) && s.name != crate::domain::Sensor::Ring => {
+                let at = Utc::now();
+                work.spawn(async move {
+                    if let Ok(img) = me.update(Instant::now(), true).await {
+                        let dir = me.data_dir.join("motion");
+                        let _ = tokio::task::spawn_blocking(move || keep_motion_picture(&dir, &img.bytes, at)).await;
+                    }
+                });
+            }
+            _ => {}
         }
     }
 
-    pub fn metrics(&self, out: &mut String) {
+    pub fn metrics(&self, out: &mut crate::metrics::Metrics) {
+        use crate::metrics::Kind::{Counter, Gauge};
         let c = &self.counters;
         let lines = [
-            ("snapshot_fetches_total", "counter", c.fetches.load(Relaxed)),
-            ("snapshot_failures_total", "counter", c.failures.load(Relaxed)),
-            ("snapshot_keyframe_jpegs_total", "counter", c.keyframe_jpegs.load(Relaxed)),
-            ("snapshot_ring_images_total", "counter", c.ring_images.load(Relaxed)),
-            ("snapshot_disk_errors_total", "counter", c.disk_errors.load(Relaxed)),
-            ("snapshot_ring_images_bytes", "gauge", self.ring_images_bytes()),
-            ("snapshot_unwritten_images", "gauge", lock(&self.unwritten).len() as u64),
+            ("snapshot_fetches_total", Counter, "Pictures asked of the doorbell.", c.fetches.load(Relaxed)),
+            ("snapshot_failures_total", Counter, "Doorbell picture requests that failed.", c.failures.load(Relaxed)),
+            (
+                "snapshot_keyframe_jpegs_total",
+                Counter,
+                "Pictures made from a keyframe.",
+                c.keyframe_jpegs.load(Relaxed),
+            ),
+            ("snapshot_ring_images_total", Counter, "Ring pictures kept.", c.ring_images.load(Relaxed)),
+            ("snapshot_disk_errors_total", Counter, "Ring pictures the disk refused.", c.disk_errors.load(Relaxed)),
+            ("snapshot_ring_images_bytes", Gauge, "Bytes of ring pictures on disk.", self.ring_images_bytes()),
+            (
+                "snapshot_unwritten_images",
+                Gauge,
+                "Ring pictures waiting for the disk.",
+                lock(&self.unwritten).len() as u64,
+            ),
         ];
-        for (name, kind, v) in lines {
-            out.push_str(&format!("# TYPE doorbell_bridge_{name} {kind}\ndoorbell_bridge_{name} {v}\n"));
+        for (name, kind, help, v) in lines {
+            out.single(name, kind, help, v);
         }
+    }
+}
+
+/// A copy of the ring store's history and size, taken after each change.
+struct StoreView {
+    entries: Vec<store::Entry>,
+    bytes: u64,
+}
+
+impl StoreView {
+    fn of(s: &Store) -> StoreView {
+        StoreView { entries: s.entries.values().cloned().collect(), bytes: s.total_bytes() }
     }
 }
 
