@@ -35,7 +35,6 @@ pub struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub talk: Option<TalkStatus>,
     /// The capability tasks the bridge runs, by name, and how often each was restarted.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tasks: BTreeMap<String, TaskStatus>,
 }
 

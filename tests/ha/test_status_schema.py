@@ -12,7 +12,8 @@ from status_schema import FIXTURE, SCHEMA, fixture_status, schema_errors
 
 def test_schema_is_the_bridge_s() -> None:
     assert SCHEMA["title"] == "Doorbell Bridge status"
-    assert {"version", "doorbell", "sensors", "last_ring"} <= set(SCHEMA["required"])
+    assert {"version", "doorbell", "sensors", "streams", "tasks"} <= set(SCHEMA["required"])
+    assert "last_ring" in SCHEMA["properties"]
 
 
 def test_fixtures_validate_and_drift_is_caught() -> None:
