@@ -179,7 +179,9 @@ impl App {
             let (cfg, tx, sd) = (config.clone(), observations.clone(), shutdown.clone());
             tasks.supervise("dns", move || ring::dns::run(cfg.clone(), tx.clone(), sd.clone()));
         }
-        drop(observations);
+        // Held open while the bridge runs: with no source configured the detector waits, rather
+        // than ending (and being restarted) when the last sender is gone.
+        let _sources_open = observations;
 
         let identity = onvif::identity::Identity::new(&config.doorbell.name);
         bus.add_status_source(identity.clone());

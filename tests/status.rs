@@ -77,6 +77,9 @@ async fn live_status_validates_and_a_failed_task_is_restarted_and_counted() {
     .await;
     let st = get_json(&status_url).await;
     assert_eq!(violations(&st), Vec::<String>::new(), "{st}");
+    for (name, task) in st["tasks"].as_object().expect("tasks") {
+        assert_eq!(task["restarts"], 0, "{name} ended on its own: {st}");
+    }
     assert!(st["talk"].is_object() && st["coiot"].is_object() && st["streams"]["main"].is_object(), "{st}");
 
     // A ring: `last_ring` is then an object, and still valid.
@@ -120,6 +123,33 @@ async fn live_status_validates_and_a_failed_task_is_restarted_and_counted() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
 
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+    sim.stop().await;
+}
+
+/// With no ring source configured, no task ends on its own (the ring detector waits for
+/// observations instead of being restarted over and over).
+#[tokio::test]
+async fn without_ring_sources_no_task_is_restarted() {
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    let opts = DemoOptions { http_port: 0, rtsp_port: 0, sim_port: 0, data_dir: None };
+    let mut cfg = demo_config(&opts, &sim);
+    cfg.coiot.enabled = false;
+    cfg.onvif.enabled = false;
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::build(cfg, dir.path().to_path_buf()).await.unwrap();
+    let (bus, tasks) = (app.bus.clone(), app.tasks.clone());
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(app.run(shutdown.clone()));
+    // Longer than the first restart wait (`tasks::RESTART_MIN`) twice over.
+    tokio::time::sleep(doorbell_bridge::tasks::RESTART_MIN * 3).await;
+    let st = bus.status();
+    assert_eq!(tasks.restarts("ring_detector"), Some(0), "{st}");
+    for (name, task) in st["tasks"].as_object().expect("tasks") {
+        assert_eq!(task["restarts"], 0, "{name} ended on its own: {st}");
+    }
+    assert!(st["tasks"].get("coiot").is_none(), "no CoIoT task without CoIoT: {st}");
     shutdown.cancel();
     run.await.unwrap().unwrap();
     sim.stop().await;
