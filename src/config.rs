@@ -383,7 +383,6 @@ impl Default for RingConfig {
 pub struct SnapshotConfig {
     /// Snapshot URL; default `http://<doorbell.host>:<http_port>/onvif/snapshot.jpg`.
     /// Empty: the doorbell has none (firmware 211101); pictures come from the stream's keyframes.
-    #[serde(skip_serializing_if = "SnapshotUrl::is_default")]
     pub url: SnapshotUrl,
     /// A cached picture older than this is refreshed in the background.
     pub max_age_secs: u64,

@@ -40,12 +40,6 @@ pub enum SnapshotUrl {
     Url(url::Url),
 }
 
-impl SnapshotUrl {
-    pub fn is_default(&self) -> bool {
-        *self == SnapshotUrl::Default
-    }
-}
-
 impl<'de> Deserialize<'de> for SnapshotUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SnapshotUrl, D::Error> {
         let s = Option::<String>::deserialize(d)?;
