@@ -98,13 +98,13 @@ async fn main() {
     let mut cfg = Config::default();
     cfg.doorbell.host = "127.0.0.1".into();
     cfg.doorbell.http_port = 9;
-    cfg.server.bind = "127.0.0.1".into();
+    cfg.server.bind = std::net::Ipv4Addr::LOCALHOST.into();
     cfg.server.http_port = 0;
     cfg.server.rtsp_port = 0;
     cfg.onvif.enabled = false;
     cfg.coiot.device_id = Some(UNI.into());
     cfg.coiot.multicast = false;
-    cfg.coiot.unicast_bind = "127.0.0.1".into();
+    cfg.coiot.unicast_bind = std::net::Ipv4Addr::LOCALHOST.into();
     cfg.coiot.unicast_port = Some(0);
     cfg.ring.min_gap_ms = 0;
     cfg.log_level = "warn".into();

@@ -4,13 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod input;
+mod values;
 use input::{check_streams, too_deep, yaml_error};
+pub use values::SnapshotUrl;
 
 /// A value that must never appear in logs, errors or diagnostics.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -135,7 +137,8 @@ impl Default for DoorbellConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address the RTSP and HTTP servers listen on.
-    pub bind: String,
+    #[serde(deserialize_with = "values::ip")]
+    pub bind: IpAddr,
     pub rtsp_port: u16,
     pub http_port: u16,
     /// When set, `/api/*` from a non-loopback address needs `Authorization: Bearer <token>`.
@@ -161,7 +164,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            bind: "0.0.0.0".into(),
+            bind: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             rtsp_port: 8564,
             http_port: 8565,
             api_token: None,
@@ -268,7 +271,8 @@ pub struct CoiotConfig {
     /// Packets from any other device are ignored. Required when CoIoT is enabled.
     pub device_id: Option<String>,
     /// Only accept packets from this address (recommended: the Shelly's fixed IP).
-    pub source: Option<String>,
+    #[serde(deserialize_with = "values::opt_ip")]
+    pub source: Option<IpAddr>,
     /// Join 224.0.1.187:5683 (coexists with Home Assistant's Shelly integration).
     pub multicast: bool,
     /// Also listen for unicast status on this UDP port (set it as the Shelly's "CoIoT peer").
@@ -277,7 +281,8 @@ pub struct CoiotConfig {
     /// reaches the one bound last, so use a port of its own (e.g. 5684), not 5683.
     pub unicast_port: Option<u16>,
     /// Address the unicast socket binds to.
-    pub unicast_bind: String,
+    #[serde(deserialize_with = "values::ip")]
+    pub unicast_bind: IpAddr,
     /// Which input of the Shelly is wired to the chime: 1 (IN_1) or 2 (IN_2).
     pub input: u8,
 }
@@ -290,7 +295,7 @@ impl Default for CoiotConfig {
             source: None,
             multicast: true,
             unicast_port: None,
-            unicast_bind: "0.0.0.0".into(),
+            unicast_bind: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             input: 1,
         }
     }
@@ -356,9 +361,11 @@ pub struct RingConfig {
     pub dns_names: Vec<String>,
     /// The DNS method's small forwarding resolver listens here (`IP:PORT`); point the doorbell's
     /// DNS server at it (DHCP or the router). Off when unset.
-    pub dns_listen: Option<String>,
+    #[serde(deserialize_with = "values::opt_socket")]
+    pub dns_listen: Option<SocketAddr>,
     /// Where the resolver forwards every query (`IP:PORT`, e.g. the router `192.0.2.1:53`).
-    pub dns_upstream: Option<String>,
+    #[serde(deserialize_with = "values::opt_socket")]
+    pub dns_upstream: Option<SocketAddr>,
 }
 
 impl Default for RingConfig {
@@ -378,7 +385,7 @@ impl Default for RingConfig {
 pub struct SnapshotConfig {
     /// Snapshot URL; default `http://<doorbell.host>:<http_port>/onvif/snapshot.jpg`.
     /// Empty: the doorbell has none (firmware 211101); pictures come from the stream's keyframes.
-    pub url: Option<String>,
+    pub url: SnapshotUrl,
     /// A cached picture older than this is refreshed in the background.
     pub max_age_secs: u64,
     /// Never ask the doorbell for a picture more often than this.
@@ -394,7 +401,7 @@ pub struct SnapshotConfig {
 impl Default for SnapshotConfig {
     fn default() -> Self {
         SnapshotConfig {
-            url: None,
+            url: SnapshotUrl::Default,
             max_age_secs: 10,
             min_interval_ms: 1000,
             timeout_secs: 5,
@@ -559,9 +566,6 @@ impl Config {
                 bad(path, "must be a port number from 1 to 65535");
             }
         }
-        if self.server.bind.parse::<IpAddr>().is_err() {
-            bad("server.bind", "must be an IP address such as 0.0.0.0 or 127.0.0.1");
-        }
         if self.server.rtsp_port != 0 && self.server.rtsp_port == self.server.http_port {
             bad("server.http_port", "must differ from server.rtsp_port");
         }
@@ -592,23 +596,15 @@ impl Config {
         }
         if self.coiot.enabled {
             if let Some(id) = &self.coiot.device_id {
-                if crate::ring::coiot::DeviceMatch::parse(id).is_none() {
+                if crate::shelly_id::DeviceMatch::parse(id).is_none() {
                     bad(
                         "coiot.device_id",
                         "must be the Shelly's MAC (12 hex digits) or its CoIoT id such as SHUNI-1#C45BBE6B9A12#2",
                     );
                 }
             }
-            if let Some(src) = &self.coiot.source {
-                if src.parse::<IpAddr>().is_err() {
-                    bad("coiot.source", "must be an IP address");
-                }
-            }
             if !(1..=2).contains(&self.coiot.input) {
                 bad("coiot.input", "must be 1 or 2 (the Shelly Uni has IN_1 and IN_2)");
-            }
-            if self.coiot.unicast_bind.parse::<IpAddr>().is_err() {
-                bad("coiot.unicast_bind", "must be an IP address");
             }
         }
         if self.mqtt.generic_topic.is_some()
@@ -620,13 +616,9 @@ impl Config {
         if self.mqtt.generic_json_field.is_some() && self.mqtt.generic_payload.is_none() {
             bad("mqtt.generic_payload", "the value of generic_json_field that means pressed, e.g. ON or false");
         }
-        if let Some(l) = &self.ring.dns_listen {
-            if l.parse::<std::net::SocketAddr>().is_err() {
-                bad("ring.dns_listen", "must be IP:PORT, e.g. 0.0.0.0:53");
-            }
-            match &self.ring.dns_upstream {
-                Some(u) if u.parse::<std::net::SocketAddr>().is_ok() => {}
-                _ => bad("ring.dns_upstream", "required with dns_listen: IP:PORT of the real DNS server"),
+        if self.ring.dns_listen.is_some() {
+            if self.ring.dns_upstream.is_none() {
+                bad("ring.dns_upstream", "required with dns_listen: IP:PORT of the real DNS server");
             }
             if self.ring.dns_names.is_empty() {
                 bad("ring.dns_names", "required with dns_listen: the names a press looks up");
@@ -634,11 +626,6 @@ impl Config {
         }
         if self.snapshot.timeout_secs == 0 {
             bad("snapshot.timeout_secs", "must be at least 1");
-        }
-        if let Some(u) = &self.snapshot.url {
-            if url::Url::parse(u).map(|u| u.scheme() != "http" && u.scheme() != "https").unwrap_or(true) {
-                bad("snapshot.url", "must be an http:// or https:// URL");
-            }
         }
         if self.clips.pre_roll_secs > MAX_PRE_ROLL_SECS {
             bad("clips.pre_roll_secs", &format!("must be from 0 (no clips) to {MAX_PRE_ROLL_SECS}"));

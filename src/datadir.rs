@@ -64,10 +64,11 @@ impl Health {
         self.failing.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn status_json(&self) -> serde_json::Value {
+    pub fn status(&self) -> crate::status::StorageStatus {
+        use crate::status::{StorageState, StorageStatus};
         match self.state() {
-            None => serde_json::json!({"state": "ok", "detail": null}),
-            Some(d) => serde_json::json!({"state": "failing", "detail": d}),
+            None => StorageStatus { state: StorageState::Ok, detail: None },
+            Some(d) => StorageStatus { state: StorageState::Failing, detail: Some(d) },
         }
     }
 }

@@ -60,12 +60,12 @@ pub fn demo_config(opts: &DemoOptions, sim: &Sim) -> Config {
     cfg.doorbell.http_port = sim.http_addr.port();
     cfg.doorbell.rtsp_port = sim.rtsp_addr.port();
     cfg.doorbell.name = "Demo doorbell".into();
-    cfg.server.bind = "127.0.0.1".into();
+    cfg.server.bind = std::net::Ipv4Addr::LOCALHOST.into();
     cfg.server.http_port = opts.http_port;
     cfg.server.rtsp_port = opts.rtsp_port;
     cfg.coiot.device_id = Some(sim.opts.shelly_id.clone());
     cfg.coiot.multicast = false;
-    cfg.coiot.unicast_bind = "127.0.0.1".into();
+    cfg.coiot.unicast_bind = std::net::Ipv4Addr::LOCALHOST.into();
     cfg.coiot.unicast_port = Some(if opts.sim_port == 0 { 0 } else { opts.sim_port + 2 });
     cfg
 }

@@ -5,44 +5,20 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
-use serde_json::json;
+use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
+
+pub use crate::domain::{Ring, RingSource, Sensor, SensorChange};
+use crate::metrics::{Kind, Metrics};
+use crate::status::{DoorbellStatus, SensorStates, Status};
 
 /// Events kept for replay. At one event a second this is over an hour.
 pub const HISTORY: usize = 4096;
 
-/// The sensors the bridge reports. `None` while unknown.
-pub const SENSORS: [&str; 4] = ["ring", "pir_motion", "video_motion", "field_detection"];
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Ring {
-    pub id: u64,
-    pub at: String,
-    /// `coiot`, `mqtt`, `dns`, `sim`...
-    pub source: String,
-    /// Kind of press when known: `rising`, `S` (short), `L` (long, reported late from the counter).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub press: Option<String>,
-    /// Path of this ring's picture on the HTTP API.
-    pub snapshot: String,
-    /// Path of this ring's clip on the HTTP API when one is being recorded (`404` until it is
-    /// written); null when clips are off.
-    pub clip: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SensorChange {
-    pub name: String,
-    pub state: Option<bool>,
-    pub at: String,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     /// The whole status body (on connect and on connectivity changes).
-    State(serde_json::Value),
+    State(Box<Status>),
     Ring(Ring),
     Sensor(SensorChange),
 }
@@ -65,18 +41,19 @@ impl Record {
     }
 
     pub fn data_json(&self) -> String {
-        match &self.payload {
-            Payload::State(v) => v.to_string(),
-            Payload::Ring(r) => serde_json::to_string(r).unwrap_or_default(),
-            Payload::Sensor(s) => serde_json::to_string(s).unwrap_or_default(),
-        }
+        let r = match &self.payload {
+            Payload::State(v) => serde_json::to_string(v),
+            Payload::Ring(r) => serde_json::to_string(r),
+            Payload::Sensor(s) => serde_json::to_string(s),
+        };
+        r.unwrap_or_default()
     }
 }
 
 /// Core state the bus owns: sensors, connectivity, last ring.
 #[derive(Debug, Clone, Default)]
 pub struct CoreState {
-    pub sensors: BTreeMap<&'static str, Option<bool>>,
+    pub sensors: SensorStates,
     /// ONVIF's word or a playing RTSP session, whichever decided (`online_source`).
     pub doorbell_online: bool,
     pub online_source: Option<&'static str>,
@@ -89,10 +66,10 @@ pub struct CoreState {
 
 /// What other capabilities add to `/api/status` and `/metrics` (the RTSP hub's streams...).
 pub trait StatusSource: Send + Sync {
-    /// Merged into the status body under its own keys (e.g. `streams`).
-    fn status(&self, body: &mut serde_json::Map<String, serde_json::Value>);
-    /// Prometheus text lines.
-    fn metrics(&self, out: &mut String);
+    /// Fills its own part of the status (e.g. `streams`).
+    fn status(&self, status: &mut Status);
+    /// Its `/metrics` families.
+    fn metrics(&self, out: &mut Metrics);
 }
 
 struct Inner {
@@ -127,21 +104,17 @@ pub struct Subscription {
 }
 
 pub fn now_string(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    crate::domain::time_string(t)
 }
 
 impl Bus {
     pub fn new() -> Arc<Bus> {
         let (tx, _) = broadcast::channel(1024);
-        let mut sensors = BTreeMap::new();
-        for s in SENSORS {
-            sensors.insert(s, None);
-        }
         Arc::new(Bus {
             inner: Mutex::new(Inner {
                 next_id: 1,
                 history: VecDeque::with_capacity(HISTORY),
-                state: CoreState { sensors, ..Default::default() },
+                state: CoreState::default(),
                 next_ring_id: 1,
             }),
             tx,
@@ -205,21 +178,15 @@ impl Bus {
     }
 
     /// Records a ring; returns it with its id and time.
-    pub fn ring(&self, source: &str, press: Option<&str>, at: DateTime<Utc>) -> Ring {
+    pub fn ring(&self, source: impl Into<RingSource>, press: Option<&str>, at: DateTime<Utc>) -> Ring {
         let mut g = self.lock();
         let id = match self.ring_ids.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             Some(ids) => ids.issue(g.next_ring_id),
             None => g.next_ring_id,
         };
         g.next_ring_id = id + 1;
-        let ring = Ring {
-            id,
-            at: now_string(at),
-            source: source.to_string(),
-            press: press.map(str::to_string),
-            snapshot: format!("/api/rings/{id}/snapshot.jpg"),
-            clip: self.clips.load(std::sync::atomic::Ordering::Relaxed).then(|| format!("/api/rings/{id}/clip.mp4")),
-        };
+        let clips = self.clips.load(std::sync::atomic::Ordering::Relaxed);
+        let ring = Ring::new(id, at, source.into(), press.map(str::to_string)).with_clip(clips);
         g.state.last_ring = Some(ring.clone());
         self.rings_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.push(&mut g, Payload::Ring(ring.clone()));
@@ -227,13 +194,12 @@ impl Bus {
     }
 
     /// Sets a sensor; emits a `sensor` event only when the state changes. Returns whether it did.
-    pub fn set_sensor(&self, name: &'static str, state: Option<bool>, at: DateTime<Utc>) -> bool {
+    pub fn set_sensor(&self, name: Sensor, state: Option<bool>, at: DateTime<Utc>) -> bool {
         let mut g = self.lock();
-        let old = g.state.sensors.insert(name, state);
-        if old == Some(state) {
+        if g.state.sensors.set(name, state) == state {
             return false;
         }
-        self.push(&mut g, Payload::Sensor(SensorChange { name: name.to_string(), state, at: now_string(at) }));
+        self.push(&mut g, Payload::Sensor(SensorChange { name, state, at }));
         true
     }
 
@@ -260,21 +226,21 @@ impl Bus {
         g.state.doorbell_online = online;
         g.state.online_source = source;
         let body = self.status_locked(g);
-        self.push(g, Payload::State(body));
+        self.push(g, Payload::State(Box::new(body)));
     }
 
     /// Emits a `state` event with the current status body (a status source learned something).
     pub fn publish_state(&self) {
         let mut g = self.lock();
         let body = self.status_locked(&g);
-        self.push(&mut g, Payload::State(body));
+        self.push(&mut g, Payload::State(Box::new(body)));
     }
 
     /// A status source's part of the status changed (e.g. `talk`): emits a `state` event.
     pub fn status_changed(&self) {
         let mut g = self.lock();
         let body = self.status_locked(&g);
-        self.push(&mut g, Payload::State(body));
+        self.push(&mut g, Payload::State(Box::new(body)));
     }
 
     /// Whether one source (`onvif`, `coiot`, `mqtt`...) is delivering; emits `state` on change.
@@ -285,42 +251,54 @@ impl Bus {
         }
         g.state.sources.insert(source.to_string(), up);
         let body = self.status_locked(&g);
-        self.push(&mut g, Payload::State(body));
+        self.push(&mut g, Payload::State(Box::new(body)));
     }
 
     pub fn state(&self) -> CoreState {
         self.lock().state.clone()
     }
 
-    pub fn status(&self) -> serde_json::Value {
+    /// The status body, typed.
+    pub fn report(&self) -> Status {
         let g = self.lock();
         self.status_locked(&g)
     }
 
-    fn status_locked(&self, g: &Inner) -> serde_json::Value {
-        let st = &g.state;
-        let mut body = serde_json::Map::new();
-        body.insert("version".into(), json!(self.version));
-        if let Some(id) = self.bridge_id.get() {
-            body.insert("bridge_id".into(), json!(id));
-        }
-        body.insert("doorbell".into(), json!({"online": st.doorbell_online, "online_source": st.online_source}));
-        body.insert("storage".into(), self.storage.status_json());
-        body.insert("streams".into(), json!({}));
-        body.insert("sensors".into(), json!(st.sensors));
-        body.insert("sources".into(), json!(st.sources));
-        body.insert("last_ring".into(), json!(st.last_ring));
-        body.insert("last_event_id".into(), json!(g.next_id - 1));
-        for s in self.sources.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            s.status(&mut body);
-        }
-        serde_json::Value::Object(body)
+    /// The status body as JSON (what `/api/status` serves).
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::to_value(self.report()).unwrap_or_default()
     }
 
-    pub fn metrics(&self, out: &mut String) {
-        out.push_str("# HELP doorbell_bridge_storage_ok Whether the data directory takes writes.\n");
-        out.push_str("# TYPE doorbell_bridge_storage_ok gauge\n");
-        out.push_str(&format!("doorbell_bridge_storage_ok {}\n", self.storage.state().is_none() as u8));
+    fn status_locked(&self, g: &Inner) -> Status {
+        let st = &g.state;
+        let mut status = Status {
+            version: self.version.to_string(),
+            bridge_id: self.bridge_id.get().cloned(),
+            doorbell: DoorbellStatus {
+                online: st.doorbell_online,
+                online_source: st.online_source.map(str::to_string),
+                identity: None,
+            },
+            storage: self.storage.status(),
+            streams: BTreeMap::new(),
+            sensors: st.sensors,
+            sources: st.sources.clone(),
+            last_ring: st.last_ring.clone(),
+            last_event_id: g.next_id - 1,
+            coiot: None,
+            talk: None,
+            clips: None,
+            tasks: BTreeMap::new(),
+        };
+        for s in self.sources.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            s.status(&mut status);
+        }
+        status
+    }
+
+    pub fn metrics(&self, out: &mut Metrics) {
+        let ok = self.storage.state().is_none() as u8;
+        out.single("storage_ok", Kind::Gauge, "Whether the data directory takes writes.", ok);
         for s in self.sources.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             s.metrics(out);
         }
@@ -365,10 +343,10 @@ impl Bus {
     }
 }
 
-/// From a status body: Some(true) when a stream's doorbell session plays, Some(false) when one is
+/// From a status: Some(true) when a stream's doorbell session plays, Some(false) when one is
 /// trying and none plays, None when no stream says anything (all idle on demand, or none).
-fn rtsp_online(body: &serde_json::Value) -> Option<bool> {
-    let states: Vec<&str> = body["streams"].as_object()?.values().filter_map(|s| s["upstream"].as_str()).collect();
+fn rtsp_online(status: &Status) -> Option<bool> {
+    let states: Vec<&str> = status.streams.values().map(|s| s.upstream.as_str()).collect();
     if states.contains(&"connected") {
         Some(true)
     } else if states.iter().any(|s| matches!(*s, "connecting" | "reconnecting")) {
@@ -393,6 +371,21 @@ pub fn decide_online(onvif: Option<bool>, rtsp: Option<bool>) -> (bool, Option<&
 mod tests {
     use super::*;
 
+    fn stream_status(upstream: &str) -> crate::status::StreamStatus {
+        crate::status::StreamStatus {
+            upstream: upstream.into(),
+            upstream_sessions: 0,
+            clients: 0,
+            on_demand: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            frames_in: 0,
+            drops: 0,
+            stalled: 0,
+            reconnects: 0,
+        }
+    }
+
     #[test]
     fn online_from_either_source() {
         assert_eq!(decide_online(None, None), (false, None));
@@ -400,9 +393,15 @@ mod tests {
         assert_eq!(decide_online(Some(false), Some(true)), (false, Some("onvif")));
         assert_eq!(decide_online(Some(true), Some(false)), (true, Some("onvif")));
         assert_eq!(decide_online(None, Some(false)), (false, Some("rtsp")));
-        let body = json!({"streams": {"main": {"upstream": "reconnecting"}, "sub": {"upstream": "connected"}}});
-        assert_eq!(rtsp_online(&body), Some(true));
-        assert_eq!(rtsp_online(&json!({"streams": {"sub": {"upstream": "idle"}}})), None);
+        let streams = |states: &[(&str, &str)]| {
+            let mut st = Bus::new().report();
+            for (name, upstream) in states {
+                st.streams.insert(name.to_string(), stream_status(upstream));
+            }
+            st
+        };
+        assert_eq!(rtsp_online(&streams(&[("main", "reconnecting"), ("sub", "connected")])), Some(true));
+        assert_eq!(rtsp_online(&streams(&[("sub", "idle")])), None);
         let bus = Bus::new();
         bus.set_online(true);
         assert_eq!(bus.status()["doorbell"]["online_source"], "onvif");
@@ -413,9 +412,9 @@ mod tests {
     fn sensor_edges_only_on_change() {
         let bus = Bus::new();
         let t = Utc::now();
-        assert!(bus.set_sensor("pir_motion", Some(true), t));
-        assert!(!bus.set_sensor("pir_motion", Some(true), t));
-        assert!(bus.set_sensor("pir_motion", None, t));
+        assert!(bus.set_sensor(Sensor::PirMotion, Some(true), t));
+        assert!(!bus.set_sensor(Sensor::PirMotion, Some(true), t));
+        assert!(bus.set_sensor(Sensor::PirMotion, None, t));
         assert_eq!(bus.last_id(), 2);
     }
 
@@ -425,7 +424,7 @@ mod tests {
         let t = Utc::now();
         for i in 0..10 {
             bus.ring("test", None, t);
-            bus.set_sensor("video_motion", Some(i % 2 == 0), t);
+            bus.set_sensor(Sensor::VideoMotion, Some(i % 2 == 0), t);
         }
         for after in 0..=20u64 {
             let sub = bus.subscribe(Some(after));
@@ -441,7 +440,7 @@ mod tests {
         let bus = Bus::new();
         let t = Utc::now();
         for i in 0..(HISTORY as u64 + 10) {
-            bus.set_sensor("field_detection", Some(i % 2 == 0), t);
+            bus.set_sensor(Sensor::FieldDetection, Some(i % 2 == 0), t);
         }
         let sub = bus.subscribe(Some(1));
         assert_eq!(sub.backlog.len(), HISTORY);

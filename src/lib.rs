@@ -6,22 +6,29 @@
 pub mod access;
 pub mod admission;
 pub mod api;
+pub mod backoff;
 pub mod clips;
 pub mod config;
 pub mod datadir;
 pub mod demo;
+pub mod domain;
 pub mod error;
 pub mod events;
 pub mod media;
+pub mod metrics;
 pub mod mqtt;
 pub mod onvif;
+pub mod ports;
 pub mod ring;
 pub mod ring_ids;
 pub mod rtsp;
+pub mod shelly_id;
 pub mod sim;
 pub mod snapshot;
+pub mod status;
 pub mod supervisor;
 pub mod talk;
+pub mod tasks;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -35,6 +42,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Bus;
 use crate::snapshot::Snapshots;
+use crate::tasks::Tasks;
 
 pub struct App {
     pub config: Config,
@@ -46,6 +54,8 @@ pub struct App {
     coiot: Vec<UdpSocket>,
     pub rtsp_hub: Arc<rtsp::Hub>,
     rtsp: TcpListener,
+    /// The capability tasks `run` supervises (restarts, and a way to fail one on purpose).
+    pub tasks: Arc<tasks::Registry>,
 }
 
 async fn bind_tcp(ip: IpAddr, port: u16, what: &str) -> Result<TcpListener> {
@@ -90,17 +100,15 @@ impl App {
         // After the history is read: ids continue above both it and the reservation on disk.
         let (ids, next) = ring_ids::RingIds::open(&data_dir, bus.next_ring_id(), bus.storage.clone());
         bus.set_ring_ids(ids, next);
-        let ip: IpAddr = config
-            .server
-            .bind
-            .parse()
-            .map_err(|_| Error::new(ErrorKind::Config, "server.bind is not an IP address"))?;
+        let ip = config.server.bind;
         let http = bind_tcp(ip, config.server.http_port, "the HTTP API").await?;
         let coiot = ring::bind_coiot(&config).await?;
         let rtsp = bind_tcp(ip, config.server.rtsp_port, "RTSP").await?;
         let rtsp_hub = rtsp::Hub::new(&config);
         bus.add_status_source(rtsp_hub.clone());
-        Ok(App { config, data_dir, bus, access, snapshots, http, coiot, rtsp_hub, rtsp })
+        let tasks = Arc::new(tasks::Registry::default());
+        bus.add_status_source(tasks.clone());
+        Ok(App { config, data_dir, bus, access, snapshots, http, coiot, rtsp_hub, rtsp, tasks })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -119,44 +127,83 @@ impl App {
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let onvif_state = self.data_dir.join(onvif::STATE_FILE);
-        let App { config, data_dir, bus, access, snapshots, http, coiot, rtsp_hub, rtsp } = self;
+        let App { config, data_dir, bus, access, snapshots, http, coiot, rtsp_hub, rtsp, tasks: registry, .. } = self;
         let rtsp_hub_for_clips = rtsp_hub.clone();
-        let mut tasks = tokio::task::JoinSet::new();
+        let reopen = |e: std::io::Error| Error::wrap(ErrorKind::Io, "cannot take over a listening socket", e);
+        let (http, rtsp) = (http.into_std().map_err(reopen)?, rtsp.into_std().map_err(reopen)?);
+        let coiot: Vec<std::net::UdpSocket> =
+            coiot.into_iter().map(|s| s.into_std()).collect::<std::io::Result<_>>().map_err(reopen)?;
+        let mut tasks = Tasks::new(registry, shutdown.clone());
+        let sd = shutdown.clone();
 
         snapshots.set_keyframe_source(rtsp_hub.clone());
-        tasks.spawn(rtsp::run(config.clone(), rtsp_hub, access.clone(), rtsp, shutdown.clone()));
+        let (cfg, hub, acc) = (config.clone(), rtsp_hub.clone(), access.clone());
+        tasks.supervise("rtsp", move || {
+            let listener = rtsp.try_clone().and_then(TcpListener::from_std);
+            let (cfg, hub, acc, sd) = (cfg.clone(), hub.clone(), acc.clone(), sd.clone());
+            async move {
+                match listener {
+                    Ok(l) => rtsp::run(cfg, hub, acc, l, sd).await,
+                    Err(e) => tracing::error!("cannot listen for RTSP viewers: {e}"),
+                }
+            }
+        });
 
-        let sink = ring::RingSink { bus: bus.clone(), snapshots: snapshots.clone() };
+        let sink = ring::RingSink { bus: bus.clone() };
         let (observations, observed) = ring::observation_channel();
+        let observed = Arc::new(tokio::sync::Mutex::new(observed));
         let coiot_stats = Arc::new(ring::CoiotStats::default());
         bus.add_status_source(coiot_stats.clone());
-        tasks.spawn(ring::run_detector(config.clone(), observed, sink, shutdown.clone()));
-        tasks.spawn(ring::run_coiot(config.clone(), coiot, observations.clone(), coiot_stats, shutdown.clone()));
+        let (cfg, sd) = (config.clone(), shutdown.clone());
+        tasks.supervise("ring_detector", move || {
+            let (cfg, rx, sink, sd) = (cfg.clone(), observed.clone(), sink.clone(), sd.clone());
+            async move { ring::run_detector(cfg, &mut *rx.lock().await, sink, sd).await }
+        });
+        if !coiot.is_empty() {
+            let (cfg, tx, sd) = (config.clone(), observations.clone(), shutdown.clone());
+            tasks.supervise("coiot", move || {
+                let sockets: std::io::Result<Vec<_>> =
+                    coiot.iter().map(|s| s.try_clone().and_then(tokio::net::UdpSocket::from_std)).collect();
+                let (cfg, tx, stats, sd) = (cfg.clone(), tx.clone(), coiot_stats.clone(), sd.clone());
+                async move {
+                    match sockets {
+                        Ok(s) => ring::run_coiot(cfg, s, tx, stats, sd).await,
+                        Err(e) => tracing::error!("cannot listen for CoIoT: {e}"),
+                    }
+                }
+            });
+        }
         if config.mqtt.host.is_some() {
-            tasks.spawn(mqtt::run(config.clone(), bus.clone(), observations.clone(), shutdown.clone()));
+            let (cfg, bus, tx, sd) = (config.clone(), bus.clone(), observations.clone(), shutdown.clone());
+            tasks.supervise("mqtt", move || mqtt::run(cfg.clone(), bus.clone(), tx.clone(), sd.clone()));
         }
         if config.ring.dns_listen.is_some() {
-            tasks.spawn(ring::dns::run(config.clone(), observations.clone(), shutdown.clone()));
+            let (cfg, tx, sd) = (config.clone(), observations.clone(), shutdown.clone());
+            tasks.supervise("dns", move || ring::dns::run(cfg.clone(), tx.clone(), sd.clone()));
         }
-        drop(observations);
+        // Held open while the bridge runs: with no source configured the detector waits, rather
+        // than ending (and being restarted) when the last sender is gone.
+        let _sources_open = observations;
 
         let identity = onvif::identity::Identity::new(&config.doorbell.name);
         bus.add_status_source(identity.clone());
-        let mut commands: Option<Arc<dyn api::Commands>> = None;
+        let mut commands: Option<Arc<dyn ports::Commands>> = None;
         let mut onvif_device = None;
         if config.onvif.enabled && !config.doorbell.host.is_empty() {
             let c = onvif::start(&config, onvif_state, bus.clone(), identity, shutdown.clone(), &mut tasks)?;
             onvif_device = Some(c.device.clone());
             commands = Some(c);
         }
-        tasks.spawn(snapshots.clone().run(shutdown.clone()));
+        let (snaps, sd) = (snapshots.clone(), shutdown.clone());
+        tasks.supervise("snapshots", move || snaps.clone().run(sd.clone()));
         let clips = clips::Clips::new(&config, &data_dir, &bus, &snapshots);
         bus.add_status_source(clips.clone());
         let clip_hub = rtsp_hub_for_clips.get(&clips.stream).cloned().filter(|_| clips.enabled);
         let clips = match clip_hub {
             Some(hub) => {
                 bus.set_clips(true);
-                tasks.spawn(clips.clone().run(hub, bus.clone(), snapshots.clone(), shutdown.clone()));
+                let (c, bus, snaps, sd) = (clips.clone(), bus.clone(), snapshots.clone(), shutdown.clone());
+                tasks.supervise("clips", move || c.clone().run(hub.clone(), bus.clone(), snaps.clone(), sd.clone()));
                 Some(clips)
             }
             None => None,
@@ -164,7 +211,8 @@ impl App {
         let talk = (!config.doorbell.host.is_empty()).then(|| talk::Talk::new(&config, onvif_device));
         if let Some(t) = &talk {
             bus.add_status_source(t.clone());
-            tasks.spawn(t.clone().run(bus.clone(), shutdown.clone()));
+            let (t, bus, sd) = (t.clone(), bus.clone(), shutdown.clone());
+            tasks.supervise("talk", move || t.clone().run(bus.clone(), sd.clone()));
         }
 
         let state = api::ApiState {
@@ -177,15 +225,23 @@ impl App {
             shutdown: shutdown.clone(),
         };
         let router = api::router(state);
-        tasks.spawn(api::serve(http, router, config.server.max_http_connections, shutdown.clone()));
-        tasks.spawn(watch_online(bus.clone(), shutdown.clone()));
+        let (max, sd) = (config.server.max_http_connections, shutdown.clone());
+        tasks.supervise("http", move || {
+            let listener = http.try_clone().and_then(TcpListener::from_std);
+            let (router, sd) = (router.clone(), sd.clone());
+            async move {
+                match listener {
+                    Ok(l) => api::serve(l, router, max, sd).await,
+                    Err(e) => tracing::error!("cannot listen for HTTP: {e}"),
+                }
+            }
+        });
+        let (b, sd) = (bus.clone(), shutdown.clone());
+        tasks.supervise("online", move || watch_online(b.clone(), sd.clone()));
 
         shutdown.cancelled().await;
         // Every task watches the token; give them a moment to close connections and say goodbye.
-        let drain = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(std::time::Duration::from_secs(8), drain).await.is_err() {
-            tracing::warn!("some tasks did not stop in time");
-        }
+        tasks.drain(std::time::Duration::from_secs(8)).await;
         Ok(())
     }
 }

@@ -133,7 +133,7 @@ async fn healthcheck(given: Option<&Path>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let host = supervisor::advertised_host(&cfg.server.bind);
+    let host = supervisor::advertised_host(cfg.server.bind);
     let host = if host.contains(':') { format!("[{host}]") } else { host };
     let url = format!("http://{host}:{}/healthz", cfg.server.http_port);
     let client = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build() {
@@ -244,7 +244,7 @@ fn main() -> ExitCode {
                 };
                 tracing::info!("HTTP API on http://{}", app.http_addr());
                 if let Some(sup) = sup {
-                    let host = supervisor::advertised_host(&app.config.server.bind);
+                    let host = supervisor::advertised_host(app.config.server.bind);
                     let payload = supervisor::discovery_payload(
                         &host,
                         app.http_addr().port(),

@@ -79,8 +79,14 @@ pub async fn run(cfg: Config, bus: Arc<Bus>, tx: ObservationTx, shutdown: Cancel
     let sources = MqttSources::from_config(&cfg.mqtt);
     let prefix = cfg.mqtt.topic_prefix.trim_end_matches('/').to_string();
     let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_QUEUE);
-    let publisher = tokio::spawn(publish_events(client.clone(), bus.clone(), prefix.clone(), shutdown.clone()));
-    let mut backoff = BACKOFF_MIN;
+    // Aborted with this task, also when it panics (the supervisor then starts both anew).
+    let publisher = crate::tasks::AbortOnDrop(tokio::spawn(publish_events(
+        client.clone(),
+        bus.clone(),
+        prefix.clone(),
+        shutdown.clone(),
+    )));
+    let mut backoff = crate::backoff::Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut failures: u64 = 0;
     // When the current absence began (None before the first connection: unknown).
     let mut lost_at: Option<std::time::Instant> = None;
@@ -103,7 +109,7 @@ pub async fn run(cfg: Config, bus: Arc<Bus>, tx: ObservationTx, shutdown: Cancel
                 connack = (std::time::Instant::now(), stale);
                 connected_once = true;
                 lost_at = None;
-                backoff = BACKOFF_MIN;
+                backoff.reset();
                 failures = 0;
                 bus.set_source(SOURCE_BROKER, true);
                 // A broker that lost our session (restart without persistence, first connection) has
@@ -139,9 +145,8 @@ pub async fn run(cfg: Config, bus: Arc<Bus>, tx: ObservationTx, shutdown: Cancel
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
@@ -156,7 +161,7 @@ pub async fn run(cfg: Config, bus: Arc<Bus>, tx: ObservationTx, shutdown: Cancel
         }
     })
     .await;
-    publisher.abort();
+    drop(publisher);
 }
 
 /// Publishes rings and sensor changes from the bus. Never blocks the event loop: `try_publish`.

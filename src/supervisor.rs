@@ -106,10 +106,11 @@ pub fn discovery_payload(host: &str, http_port: u16, rtsp_port: u16, access: &Ac
 
 /// The address Home Assistant should use. Core and the app share the host network, so
 /// loopback always works when the bridge listens on every address.
-pub fn advertised_host(bind: &str) -> String {
-    match bind.parse::<std::net::IpAddr>() {
-        Ok(ip) if !ip.is_unspecified() => ip.to_string(),
-        _ => "127.0.0.1".to_string(),
+pub fn advertised_host(bind: std::net::IpAddr) -> String {
+    if bind.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        bind.to_string()
     }
 }
 
@@ -531,8 +532,8 @@ mod tests {
 
     #[test]
     fn advertised_host_is_loopback_for_any_address() {
-        assert_eq!(advertised_host("0.0.0.0"), "127.0.0.1");
-        assert_eq!(advertised_host("::"), "127.0.0.1");
-        assert_eq!(advertised_host("192.0.2.7"), "192.0.2.7");
+        assert_eq!(advertised_host("0.0.0.0".parse().unwrap()), "127.0.0.1");
+        assert_eq!(advertised_host("::".parse().unwrap()), "127.0.0.1");
+        assert_eq!(advertised_host("192.0.2.7".parse().unwrap()), "192.0.2.7");
     }
 }

@@ -318,6 +318,10 @@ fn every_schema_type_deserialises_into_the_bridge_config() {
             json!(first)
         } else if ty == "url" {
             json!("http://192.0.2.10/onvif/snapshot.jpg")
+        } else if ty.starts_with("match(") && ty.contains(":[0-9]") {
+            json!("192.0.2.10:53") // IP:PORT
+        } else if ty.starts_with("match(") && ty.contains("[0-9A-Fa-f:.]") {
+            json!("192.0.2.10") // an IP address
         } else {
             json!("sample-value-1234567890")
         }

@@ -5,6 +5,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+#[path = "support/source_tree.rs"]
+mod source_tree;
+use source_tree::rust_files;
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
@@ -151,17 +155,6 @@ fn placed_in_build_stage(docker: &str, path: &str) -> Option<String> {
         }
     }
     found
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
 }
 
 /// The build context and the build stage's `COPY` lines hold every file `cargo build` reads:

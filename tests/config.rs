@@ -115,3 +115,71 @@ fn a_huge_file_is_refused_without_reading_it_all() {
     assert!(t0.elapsed() < Duration::from_secs(1), "took {:?}", t0.elapsed());
     assert!(p.contains(&format!("larger than {MAX_CONFIG_BYTES} bytes")), "{p}");
 }
+
+/// The commented `key: value` lines of a YAML file, with their section and key.
+fn commented_keys(text: &str) -> Vec<(usize, String)> {
+    keys(text, true)
+}
+
+/// The `key: value` lines of a YAML file (commented ones, or the others), with section and key.
+fn keys(text: &str, commented: bool) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut section = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if let Some((k, _)) = line.split_once(':').filter(|_| !line.starts_with([' ', '#'])) {
+            section = k.to_string();
+        }
+        let trimmed = line.trim_start();
+        let rest = if commented { trimmed.strip_prefix("# ") } else { Some(trimmed).filter(|t| !t.starts_with('#')) };
+        let Some(rest) = rest else { continue };
+        let Some((key, _)) = rest.split_once(": ").or_else(|| rest.strip_suffix(':').map(|k| (k, ""))) else {
+            continue;
+        };
+        if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            out.push((i, format!("{section}.{key}")));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_example_file_and_every_alternative_it_documents_load() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doorbell-bridge.example.yaml");
+    let cfg = Config::load(&path).unwrap_or_else(|p| panic!("{p}"));
+    assert_eq!(cfg.doorbell.host, "192.0.2.10");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let alternatives = commented_keys(&text);
+    assert!(alternatives.iter().any(|(_, k)| k == "snapshot.url"), "{alternatives:?}");
+    // One variant per commented line: it and the first alternative of every other key uncommented
+    // together (some are documented as a set, e.g. generic_topic with generic_payload). A "..."
+    // stands for the user's own value.
+    for (chosen, chosen_key) in &alternatives {
+        let mut taken = std::collections::BTreeSet::from([chosen_key.clone()]);
+        let mut on = std::collections::BTreeSet::from([*chosen]);
+        for (i, key) in &alternatives {
+            if taken.insert(key.clone()) {
+                on.insert(*i);
+            }
+        }
+        // An alternative replaces the line that sets the same key.
+        let replaced: std::collections::BTreeSet<usize> =
+            keys(&text, false).into_iter().filter(|(_, k)| taken.contains(k)).map(|(i, _)| i).collect();
+        let variant: String = text
+            .lines()
+            .enumerate()
+            .filter(|(i, _)| !replaced.contains(i))
+            .map(|(i, l)| {
+                let l = if on.contains(&i) { l.replacen("# ", "", 1) } else { l.to_string() };
+                l.replace("\"...\"", "\"a-value-of-the-user-s-own-choosing\"") + "\n"
+            })
+            .collect();
+        if let Err(p) = Config::parse(&variant) {
+            panic!("with `{chosen_key}` from line {}: {p}", chosen + 1);
+        }
+    }
+    // `snapshot.url: ""` is the documented "none" (firmware 211101).
+    let cfg = Config::parse("doorbell: {host: 192.0.2.10}\nsnapshot: {url: \"\"}\n").unwrap();
+    assert_eq!(cfg.snapshot.url, doorbell_bridge::config::SnapshotUrl::None);
+    let p = Config::parse("doorbell: {host: 192.0.2.10}\nsnapshot: {url: ftp://x/y}\n").unwrap_err().to_string();
+    assert!(p.contains("snapshot.url"), "{p}");
+}

@@ -295,7 +295,7 @@ async fn last_event_id_replays_exactly_what_was_missed() {
     assert_eq!(state.event, "state");
     let mut seen = Vec::new();
     for i in 0..5 {
-        r.bus.set_sensor("video_motion", Some(i % 2 == 0), t);
+        r.bus.set_sensor(doorbell_bridge::domain::Sensor::VideoMotion, Some(i % 2 == 0), t);
     }
     for _ in 0..5 {
         let ev = sse.next(Duration::from_secs(2)).await.unwrap();
@@ -305,7 +305,7 @@ async fn last_event_id_replays_exactly_what_was_missed() {
     drop(sse);
     // Events while the client is away.
     for i in 0..7 {
-        r.bus.set_sensor("field_detection", Some(i % 2 == 0), t);
+        r.bus.set_sensor(doorbell_bridge::domain::Sensor::FieldDetection, Some(i % 2 == 0), t);
     }
     r.bus.ring("test", None, t);
     let mut sse = SseClient::connect(r.http, Some(last)).await;
@@ -316,7 +316,7 @@ async fn last_event_id_replays_exactly_what_was_missed() {
     for _ in 0..8 {
         replay.push(sse.next(Duration::from_secs(2)).await.unwrap());
     }
-    r.bus.set_sensor("pir_motion", Some(true), t);
+    r.bus.set_sensor(doorbell_bridge::domain::Sensor::PirMotion, Some(true), t);
     let live = sse.next(Duration::from_secs(2)).await.unwrap();
     let ids: Vec<u64> = seen.iter().chain(&replay).chain(std::iter::once(&live)).map(|e| e.id).collect();
     let want: Vec<u64> = (ids[0]..ids[0] + ids.len() as u64).collect();
@@ -398,7 +398,7 @@ async fn connection_cap_never_keeps_a_newcomer_waiting_nor_closes_an_event_strea
         let status = tokio::time::timeout(Duration::from_secs(2), reqwest::get(url)).await.unwrap().unwrap().status();
         assert_eq!(status, 200);
     }
-    r.bus.set_sensor("pir_motion", Some(true), chrono::Utc::now());
+    r.bus.set_sensor(doorbell_bridge::domain::Sensor::PirMotion, Some(true), chrono::Utc::now());
     let ev = sse.next(Duration::from_secs(2)).await.expect("the event stream is still open");
     assert_eq!(ev.data["name"], "pir_motion");
     r.shutdown.cancel();

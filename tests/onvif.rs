@@ -182,10 +182,10 @@ fn batches_apply_in_order_and_initialized_sets_state() {
     assert_eq!(init.len(), 3, "unknown topics are ignored");
     assert!(init.iter().all(|c| c.initialized && c.state == Some(false)));
     let field = table.apply(&pm("v12_pullmessages_field_detection_on_off.xml"));
-    let states: Vec<_> = field.iter().map(|c| (c.sensor, c.state)).collect();
+    let states: Vec<_> = field.iter().map(|c| (c.sensor.as_str(), c.state)).collect();
     assert_eq!(states, vec![("field_detection", Some(true)), ("field_detection", Some(false))]);
     let mixed = table.apply(&pm("v13_pullmessages_mixed_batch.xml"));
-    let states: Vec<_> = mixed.iter().map(|c| (c.sensor, c.state)).collect();
+    let states: Vec<_> = mixed.iter().map(|c| (c.sensor.as_str(), c.state)).collect();
     assert_eq!(states, vec![("video_motion", Some(true)), ("pir_motion", Some(true)), ("video_motion", Some(false))]);
     let del = table.apply(&pm("v16_pullmessages_deleted.xml"));
     assert_eq!(del[0].state, None);

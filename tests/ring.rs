@@ -337,13 +337,13 @@ fn base_config(data_dir: &Path) -> Config {
     cfg.doorbell.host = "127.0.0.1".into();
     // Nothing listens there: ring pictures fail fast and quietly.
     cfg.doorbell.http_port = 9;
-    cfg.server.bind = "127.0.0.1".into();
+    cfg.server.bind = std::net::Ipv4Addr::LOCALHOST.into();
     cfg.server.http_port = 0;
     cfg.server.rtsp_port = 0;
     cfg.onvif.enabled = false;
     cfg.coiot.device_id = Some(UNI.into());
     cfg.coiot.multicast = false;
-    cfg.coiot.unicast_bind = "127.0.0.1".into();
+    cfg.coiot.unicast_bind = std::net::Ipv4Addr::LOCALHOST.into();
     cfg.coiot.unicast_port = Some(0);
     cfg
 }
@@ -395,7 +395,7 @@ fn uni(serial: u16, level: bool, cnt: u64, id: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn forged_packets_from_other_devices_never_ring() {
-    let r = start(|c| c.coiot.source = Some("127.0.0.1".into())).await;
+    let r = start(|c| c.coiot.source = Some(std::net::Ipv4Addr::LOCALHOST.into())).await;
     let to = r.coiot.unwrap();
     let real = StdUdp::bind("127.0.0.1:0").unwrap();
     real.send_to(&uni(1, false, 10, UNI), to).unwrap();
@@ -427,8 +427,9 @@ async fn forged_packets_from_other_devices_never_ring() {
     let st = bus.status();
     assert_eq!(st["coiot"]["foreign"], 19, "{st}");
     assert_eq!(st["coiot"]["rejected"], 3, "{st}");
-    let mut metrics = String::new();
-    bus.metrics(&mut metrics);
+    let mut m = doorbell_bridge::metrics::Metrics::new();
+    bus.metrics(&mut m);
+    let metrics = m.finish();
     assert!(metrics.contains("doorbell_bridge_coiot_datagrams_total{result=\"foreign\"} 19"), "{metrics}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rings_total(&bus), 0, "a forged packet rang");
@@ -774,8 +775,8 @@ async fn dns_method_forwards_and_rings_on_the_doorbells_lookup() {
         c.coiot.enabled = false;
         c.ring.min_gap_ms = 0;
         c.ring.dns_names = vec!["alarm.eu.s3.amazonaws.com".into(), "alarm.use.s3.amazonaws.com".into()];
-        c.ring.dns_listen = Some(listen.to_string());
-        c.ring.dns_upstream = Some(up_addr.to_string());
+        c.ring.dns_listen = Some(listen);
+        c.ring.dns_upstream = Some(up_addr);
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -27,6 +27,8 @@ use crate::access::Access;
 use crate::admission::{self, Admission, Ticket, Watched};
 use crate::error::{Error, ErrorKind};
 use crate::events::Bus;
+use crate::metrics::{Kind, Metrics};
+use crate::ports::Commands;
 use crate::snapshot::{Image, Snapshots};
 
 /// Largest request head (request line + headers) we read.
@@ -40,11 +42,6 @@ pub const HEAD_TIMEOUT: Duration = admission::HEAD_DEADLINE;
 /// The admission ticket of the connection a request came on.
 #[derive(Clone)]
 pub struct ConnTicket(pub Arc<Ticket>);
-
-/// Commands the API can ask of the doorbell (the integration's reboot button).
-pub trait Commands: Send + Sync {
-    fn reboot(&self) -> futures::future::BoxFuture<'static, crate::error::Result<()>>;
-}
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -100,8 +97,8 @@ async fn require_auth(
     next.run(req).await
 }
 
-async fn status(State(st): State<ApiState>) -> Json<serde_json::Value> {
-    Json(st.bus.status())
+async fn status(State(st): State<ApiState>) -> Json<crate::status::Status> {
+    Json(st.bus.report())
 }
 
 async fn events(State(st): State<ApiState>, headers: HeaderMap) -> Response {
@@ -171,32 +168,19 @@ async fn reboot(State(st): State<ApiState>) -> Response {
 }
 
 async fn metrics(State(st): State<ApiState>) -> Response {
-    let mut out = String::with_capacity(2048);
+    let mut m = Metrics::new();
     let state = st.bus.state();
-    out.push_str("# HELP doorbell_bridge_doorbell_online Whether the doorbell answers.\n");
-    out.push_str("# TYPE doorbell_bridge_doorbell_online gauge\n");
-    out.push_str(&format!("doorbell_bridge_doorbell_online {}\n", state.doorbell_online as u8));
-    out.push_str("# HELP doorbell_bridge_sensor State of each sensor (-1 unknown).\n");
-    out.push_str("# TYPE doorbell_bridge_sensor gauge\n");
-    for (name, v) in &state.sensors {
-        let n = match v {
-            None => -1,
-            Some(b) => *b as i32,
-        };
-        out.push_str(&format!("doorbell_bridge_sensor{{name=\"{name}\"}} {n}\n"));
+    m.single("doorbell_online", Kind::Gauge, "Whether the doorbell answers.", state.doorbell_online as u8);
+    m.family("sensor", Kind::Gauge, "State of each sensor (-1 unknown).");
+    for (name, v) in state.sensors.iter() {
+        m.sample("sensor", &[("name", name.as_str())], v.map_or(-1, i32::from));
     }
-    out.push_str("# HELP doorbell_bridge_last_event_id Id of the newest event.\n");
-    out.push_str("# TYPE doorbell_bridge_last_event_id counter\n");
-    out.push_str(&format!("doorbell_bridge_last_event_id {}\n", st.bus.last_id()));
-    out.push_str("# HELP doorbell_bridge_rings_total Rings since start.\n");
-    out.push_str("# TYPE doorbell_bridge_rings_total counter\n");
-    out.push_str(&format!(
-        "doorbell_bridge_rings_total {}\n",
-        st.bus.rings_total.load(std::sync::atomic::Ordering::Relaxed)
-    ));
-    st.bus.metrics(&mut out);
-    st.snapshots.metrics(&mut out);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    m.single("last_event_id", Kind::Counter, "Id of the newest event.", st.bus.last_id());
+    let rings = st.bus.rings_total.load(std::sync::atomic::Ordering::Relaxed);
+    m.single("rings_total", Kind::Counter, "Rings since start.", rings);
+    st.bus.metrics(&mut m);
+    st.snapshots.metrics(&mut m);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.finish()).into_response()
 }
 
 /// Serves `router` on `listener` until `shutdown`; then waits (bounded) for open connections,

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ApiState;
+use crate::domain::{ring_picture_path, time_string};
 use crate::error::{Error, ErrorKind};
 use crate::snapshot::store::Entry;
 
@@ -42,8 +43,8 @@ pub fn body(history: &[Entry], in_flight: &BTreeSet<u64>, clip: impl Fn(u64) -> 
         .take(limit)
         .map(|e| {
             let has = e.image_bytes.is_some() || in_flight.contains(&e.id);
-            let snapshot = has.then(|| format!("/api/rings/{}/snapshot.jpg", e.id));
-            json!({"id": e.id, "at": e.at, "source": e.source, "snapshot": snapshot, "clip": clip(e.id)})
+            let snapshot = has.then(|| ring_picture_path(e.id));
+            json!({"id": e.id, "at": time_string(e.at), "source": e.source, "snapshot": snapshot, "clip": clip(e.id)})
         })
         .collect();
     json!({ "rings": rings })
@@ -66,7 +67,7 @@ mod tests {
     fn entry(id: u64, image: bool) -> Entry {
         Entry {
             id,
-            at: format!("2026-11-25T10:00:{id:02}.000Z"),
+            at: chrono::DateTime::parse_from_rfc3339(&format!("2026-11-25T10:00:{id:02}.000Z")).unwrap().to_utc(),
             source: "coiot".into(),
             press: None,
             image_bytes: image.then_some(1000),

@@ -37,15 +37,18 @@ pub fn stream(
     shutdown: CancellationToken,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let sub = bus.subscribe(last_event_id);
-    let status = bus.status();
-    let now_id = status["last_event_id"].as_u64().unwrap_or(0);
+    let status = bus.report();
+    let now_id = status.last_event_id;
     // The state's id is where replay starts: a client that drops right after it reconnects with
     // the same id and loses nothing.
     let (state_id, backlog) = match last_event_id {
         Some(after) if !sub.gap => (after, sub.backlog),
         _ => (now_id, Vec::new()),
     };
-    let first = SseEvent::default().id(state_id.to_string()).event("state").data(status.to_string());
+    let first = SseEvent::default()
+        .id(state_id.to_string())
+        .event("state")
+        .data(serde_json::to_string(&status).unwrap_or_default());
     let cursor = Cursor { bus, backlog: backlog.into(), rx: sub.rx, last_sent: state_id, first: Some(first), shutdown };
     let s = futures::stream::unfold(cursor, |mut c| async move {
         if let Some(first) = c.first.take() {

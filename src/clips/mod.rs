@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::datadir::{self, Health};
 use crate::events::{Bus, Payload, StatusSource};
+use crate::metrics::{Kind, Metrics};
+use crate::status::{ClipsStatus, Status};
 use crate::rtsp::hub::StreamHub;
 use crate::snapshot::Snapshots;
 use files::{ClipFile, ClipIndex};
@@ -186,49 +188,41 @@ impl Clips {
 }
 
 impl StatusSource for Clips {
-    fn status(&self, body: &mut serde_json::Map<String, serde_json::Value>) {
+    fn status(&self, status: &mut Status) {
         let c = &self.counters;
-        body.insert(
-            "clips".into(),
-            serde_json::json!({
-                "enabled": self.enabled,
-                "stream": self.stream,
-                "pre_roll_secs": self.pre_roll.as_secs(),
-                "post_roll_secs": self.post_roll.as_secs(),
-                "recording": c.recording.load(Relaxed) > 0,
-                "written": c.written.load(Relaxed),
-                "failed": c.failed.load(Relaxed),
-            }),
-        );
+        status.clips = Some(ClipsStatus {
+            enabled: self.enabled,
+            stream: self.stream.clone(),
+            pre_roll_secs: self.pre_roll.as_secs(),
+            post_roll_secs: self.post_roll.as_secs(),
+            recording: c.recording.load(Relaxed) > 0,
+            written: c.written.load(Relaxed),
+            failed: c.failed.load(Relaxed),
+        });
     }
 
-    fn metrics(&self, out: &mut String) {
+    fn metrics(&self, out: &mut Metrics) {
         let c = &self.counters;
-        let lines = [
-            ("clips_written_total", "counter", "Ring clips written.", c.written.load(Relaxed)),
-            (
+        out.single("clips_written_total", Kind::Counter, "Ring clips written.", c.written.load(Relaxed))
+            .single(
                 "clips_failed_total",
-                "counter",
+                Kind::Counter,
                 "Ring clips lost to a write error or a bad stream.",
                 c.failed.load(Relaxed),
-            ),
-            ("clips_bytes", "gauge", "Bytes of ring clips on disk.", self.index().total_bytes()),
-            (
+            )
+            .single("clips_bytes", Kind::Gauge, "Bytes of ring clips on disk.", self.index().total_bytes())
+            .single(
                 "clips_preroll_bytes",
-                "gauge",
+                Kind::Gauge,
                 "RTP bytes the pre-roll holds (shared with the GOP cache).",
                 c.preroll_bytes.load(Relaxed),
-            ),
-            ("clips_recording", "gauge", "Rings whose clip is being recorded.", c.recording.load(Relaxed)),
-            ("clips_write_seconds_total", "counter", "Time spent muxing and writing clips.", 0),
-        ];
-        for (name, kind, help, v) in lines {
-            out.push_str(&format!("# HELP doorbell_bridge_{name} {help}\n# TYPE doorbell_bridge_{name} {kind}\n"));
-            if name == "clips_write_seconds_total" {
-                out.push_str(&format!("doorbell_bridge_{name} {:.6}\n", c.write_us_total.load(Relaxed) as f64 / 1e6));
-            } else {
-                out.push_str(&format!("doorbell_bridge_{name} {v}\n"));
-            }
-        }
+            )
+            .single("clips_recording", Kind::Gauge, "Rings whose clip is being recorded.", c.recording.load(Relaxed))
+            .single(
+                "clips_write_seconds_total",
+                Kind::Counter,
+                "Time spent muxing and writing clips.",
+                format!("{:.6}", c.write_us_total.load(Relaxed) as f64 / 1e6),
+            );
     }
 }

@@ -8,13 +8,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::device::{Device, CALL_TIMEOUT};
 use super::soap;
 use super::xml::{self, Element, NS_TDS};
 use crate::events::{Bus, StatusSource};
+use crate::status::{DoorbellIdentity, Status};
 
 /// Longest value kept from the device: a broken device must not fill the status body.
 pub const MAX_FIELD_CHARS: usize = 128;
@@ -74,29 +74,28 @@ impl Identity {
 }
 
 impl StatusSource for Identity {
-    fn status(&self, body: &mut serde_json::Map<String, Value>) {
+    fn status(&self, status: &mut Status) {
         let info = self.info().unwrap_or_default();
-        let entry = body.entry("doorbell").or_insert_with(|| json!({}));
-        if let Some(d) = entry.as_object_mut() {
-            d.insert("name".into(), json!(self.name));
-            d.insert("manufacturer".into(), json!(info.manufacturer));
-            d.insert("model".into(), json!(info.model));
-            d.insert("firmware".into(), json!(info.firmware));
-        }
+        status.doorbell.identity = Some(DoorbellIdentity {
+            name: self.name.clone(),
+            manufacturer: info.manufacturer,
+            model: info.model,
+            firmware: info.firmware,
+        });
     }
 
-    fn metrics(&self, _out: &mut String) {}
+    fn metrics(&self, _out: &mut crate::metrics::Metrics) {}
 }
 
 /// Asks the doorbell until it answers, then every `REFRESH` and after it came back online.
 /// A change is pushed to event-stream clients as a `state` event.
 pub async fn run(device: Arc<Device>, identity: Arc<Identity>, bus: Arc<Bus>, shutdown: CancellationToken) {
-    let mut delay = RETRY_MIN;
+    let mut backoff = crate::backoff::Backoff::new(RETRY_MIN, RETRY_MAX);
     let mut was_online = bus.state().doorbell_online;
     loop {
         let wait = match ask(&device).await {
             Ok(info) => {
-                delay = RETRY_MIN;
+                backoff.reset();
                 if identity.set_info(info) {
                     bus.publish_state();
                 }
@@ -104,9 +103,7 @@ pub async fn run(device: Arc<Device>, identity: Arc<Identity>, bus: Arc<Bus>, sh
             }
             Err(e) => {
                 tracing::debug!("GetDeviceInformation: {e}");
-                let d = delay;
-                delay = (delay * 2).min(RETRY_MAX);
-                d
+                backoff.next_delay()
             }
         };
         let deadline = tokio::time::Instant::now() + wait;
@@ -144,6 +141,7 @@ async fn ask(device: &Device) -> Result<DeviceInformation, super::device::CallEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn reply(inner: &str) -> Element {
         let s = format!(
@@ -178,18 +176,19 @@ mod tests {
     #[test]
     fn status_keys_are_null_until_known() {
         let id = Identity::new("Front door");
-        let mut body = serde_json::Map::new();
-        body.insert("doorbell".into(), json!({"online": true}));
-        id.status(&mut body);
-        assert_eq!(
-            body["doorbell"],
-            json!({"online": true, "name": "Front door", "manufacturer": null, "model": null, "firmware": null})
-        );
+        let mut status = crate::events::Bus::new().report();
+        status.doorbell.online = true;
+        id.status(&mut status);
+        let doorbell = serde_json::to_value(&status.doorbell).unwrap();
+        let want = json!({"online": true, "name": "Front door", "manufacturer": null, "model": null, "firmware": null});
+        for (k, v) in want.as_object().unwrap() {
+            assert_eq!(&doorbell[k], v, "{k} in {doorbell}");
+        }
         let info = DeviceInformation { manufacturer: Some("EZVIZ".into()), model: Some("DB1".into()), firmware: None };
         assert!(id.set_info(info.clone()));
         assert!(!id.set_info(info));
-        id.status(&mut body);
-        assert_eq!(body["doorbell"]["model"], json!("DB1"));
+        id.status(&mut status);
+        assert_eq!(serde_json::to_value(&status.doorbell).unwrap()["model"], json!("DB1"));
         assert_eq!(Identity::new("  ").name, None);
     }
 }

@@ -32,7 +32,7 @@ pub struct OnvifCommands {
     pub device: Arc<device::Device>,
 }
 
-impl crate::api::Commands for OnvifCommands {
+impl crate::ports::Commands for OnvifCommands {
     fn reboot(&self) -> BoxFuture<'static, Result<()>> {
         let device = self.device.clone();
         Box::pin(async move {
@@ -54,11 +54,15 @@ pub fn start(
     bus: Arc<Bus>,
     identity: Arc<identity::Identity>,
     shutdown: CancellationToken,
-    tasks: &mut tokio::task::JoinSet<()>,
+    tasks: &mut crate::tasks::Tasks,
 ) -> Result<Arc<OnvifCommands>> {
     let dev = Arc::new(device::Device::new(config)?);
-    tasks.spawn(identity::run(dev.clone(), identity, bus.clone(), shutdown.clone()));
-    let pp = pullpoint::PullPoint::new(dev.clone(), config.onvif.clone(), bus).with_state_file(state_file);
-    tasks.spawn(pp.run(shutdown));
+    let (d, b, sd) = (dev.clone(), bus.clone(), shutdown.clone());
+    tasks.supervise("onvif_identity", move || identity::run(d.clone(), identity.clone(), b.clone(), sd.clone()));
+    let (d, cfg) = (dev.clone(), config.onvif.clone());
+    tasks.supervise("onvif_events", move || {
+        let pp = pullpoint::PullPoint::new(d.clone(), cfg.clone(), bus.clone()).with_state_file(state_file.clone());
+        pp.run(shutdown.clone())
+    });
     Ok(Arc::new(OnvifCommands { device: dev }))
 }

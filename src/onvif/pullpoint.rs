@@ -87,20 +87,24 @@ impl PullPoint {
         self
     }
 
-    fn remember(&self, sub: Option<&Subscription>) {
-        let Some(path) = &self.state_file else { return };
-        let r = match sub {
-            Some(s) => std::fs::write(
-                path,
-                serde_json::json!({"address": s.address, "reference_parameters": s.reference_parameters}).to_string(),
-            ),
-            None => match std::fs::remove_file(path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                r => r,
-            },
+    /// Through the data directory's atomic writer, on a blocking thread (it syncs to disk).
+    async fn remember(&self, sub: Option<&Subscription>) {
+        let Some(path) = self.state_file.clone() else { return };
+        let body = sub.map(|s| {
+            serde_json::json!({"address": s.address, "reference_parameters": s.reference_parameters}).to_string()
+        });
+        let write = move || {
+            match body {
+                Some(b) => crate::datadir::write_atomic(&path, b.as_bytes(), crate::datadir::Access::Private),
+                None => match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    r => r,
+                },
+            }
+            .map_err(|e| format!("cannot update {}: {e}", path.display()))
         };
-        if let Err(e) = r {
-            tracing::debug!("cannot update {}: {e}", path.display());
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(write).await {
+            tracing::debug!("{e}");
         }
     }
 
@@ -112,7 +116,7 @@ impl PullPoint {
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = crate::backoff::Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -120,15 +124,15 @@ impl PullPoint {
             let started = Instant::now();
             match self.run_once(&shutdown).await {
                 Ok(Ended::Shutdown) => {
-                    self.remember(None);
+                    self.remember(None).await;
                     break;
                 }
                 Ok(Ended::Gone) => {
-                    self.remember(None);
+                    self.remember(None).await;
                     tracing::info!("ONVIF subscription gone; subscribing again");
                     self.bus.set_source("onvif", false);
                     self.mark_unknown();
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                     // Recreate at once, but never spin if the device keeps dropping it.
                     if started.elapsed() > Duration::from_secs(2) {
                         continue;
@@ -154,7 +158,7 @@ impl PullPoint {
                     self.bus.set_source("onvif", false);
                     self.mark_unknown();
                     if started.elapsed() > Duration::from_secs(60) {
-                        backoff = BACKOFF_MIN;
+                        backoff.reset();
                     }
                     if refused {
                         tokio::select! {
@@ -166,10 +170,9 @@ impl PullPoint {
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
                 _ = shutdown.cancelled() => break,
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
         // No state change is published at shutdown: event streams are closing with the bridge.
     }
@@ -268,12 +271,12 @@ impl PullPoint {
             // Contact was lost while holding it; it may still live on the device and count
             // against its subscription limit.
             self.unsubscribe(&old).await;
-            self.remember(None);
+            self.remember(None).await;
         }
         let services = self.device.services().await?;
         let events = services.events.ok_or(CallError::Unexpected("the doorbell has no events service"))?;
         let mut sub = self.subscribe(&events).await?;
-        self.remember(Some(&sub));
+        self.remember(Some(&sub)).await;
         tracing::info!("ONVIF events subscribed");
         self.bus.set_source("onvif", true);
         let mut renew_at = self.renew_due(&sub, Instant::now());

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use super::xml::Notification;
 use crate::config::OnvifConfig;
+use crate::domain::Sensor;
 
 /// A topic the DB1 / DS-HD1 sends (firmware 200321), the kind we call it and its state's Data item.
 pub struct KnownTopic {
@@ -70,14 +71,14 @@ pub fn entity(msg: &Notification) -> Option<Entity> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     pub topic: String,
-    pub sensor: &'static str,
+    pub sensor: Sensor,
     pub data_item: String,
 }
 
 /// A state change for the bus.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Change {
-    pub sensor: &'static str,
+    pub sensor: Sensor,
     pub state: Option<bool>,
     /// An `Initialized` message: the current state, not an event that just happened.
     pub initialized: bool,
@@ -109,9 +110,9 @@ impl Table {
     pub fn from_config(cfg: &OnvifConfig) -> Table {
         let mut rules = Vec::new();
         for (topic, sensor) in [
-            (&cfg.pir_topic, "pir_motion"),
-            (&cfg.video_motion_topic, "video_motion"),
-            (&cfg.field_detection_topic, "field_detection"),
+            (&cfg.pir_topic, Sensor::PirMotion),
+            (&cfg.video_motion_topic, Sensor::VideoMotion),
+            (&cfg.field_detection_topic, Sensor::FieldDetection),
         ] {
             let topic = canonical(topic);
             if topic.is_empty() {
@@ -124,7 +125,7 @@ impl Table {
         Table { rules, seen_unknown: HashSet::new() }
     }
 
-    pub fn sensors(&self) -> impl Iterator<Item = &'static str> + '_ {
+    pub fn sensors(&self) -> impl Iterator<Item = Sensor> + '_ {
         self.rules.iter().map(|r| r.sensor)
     }
 
@@ -171,13 +172,13 @@ mod tests {
         let mut cfg = OnvifConfig::default();
         let mut t = Table::from_config(&cfg);
         let c = t.apply(&[msg("tns1:RuleEngine/CellMotionDetector/Motion", "Changed", &[("IsMotion", "true")])]);
-        assert_eq!(c, vec![Change { sensor: "pir_motion", state: Some(true), initialized: false }]);
+        assert_eq!(c, vec![Change { sensor: Sensor::PirMotion, state: Some(true), initialized: false }]);
         // The other opinion: MotionAlarm is the PIR.
         cfg.pir_topic = "tns1:VideoSource/MotionAlarm/".into();
         cfg.video_motion_topic = "tns1:RuleEngine/CellMotionDetector/Motion".into();
         let mut t = Table::from_config(&cfg);
         let c = t.apply(&[msg("tns1:VideoSource/MotionAlarm", "Initialized", &[("State", "1")])]);
-        assert_eq!(c, vec![Change { sensor: "pir_motion", state: Some(true), initialized: true }]);
+        assert_eq!(c, vec![Change { sensor: Sensor::PirMotion, state: Some(true), initialized: true }]);
     }
 
     #[test]

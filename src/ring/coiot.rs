@@ -3,6 +3,7 @@
 //! Strict where the RFC is strict (RFC 7252 §3: version 1 only, reserved option nibble 15,
 //! payload marker with an empty payload), size-capped, never panics.
 
+pub use crate::shelly_id::{DeviceMatch, Identity};
 use serde_json::Value;
 
 /// Larger datagrams are dropped before parsing. A Uni's descriptor (`/cit/d`) is ~1.2 KB.
@@ -270,60 +271,6 @@ pub fn input_sensors(desc: &[SensorDesc], input: u8) -> Option<(u32, u32, u32)> 
     Some((find("input")?, find("inputEvent")?, find("inputEventCnt")?))
 }
 
-/// Which device we listen to, from the user's `coiot.device_id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceMatch {
-    /// Upper-case MAC, 12 hex digits.
-    pub mac: String,
-    /// Model when the user gave the full id (`SHUNI-1`).
-    pub model: Option<String>,
-}
-
-/// How a packet's id matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Identity {
-    /// The full 12-hex MAC matched.
-    Full,
-    /// Older firmware sends only the last 6 hex digits: a weaker match.
-    Suffix,
-}
-
-impl DeviceMatch {
-    pub fn parse(s: &str) -> Option<DeviceMatch> {
-        let s = s.trim();
-        let parts: Vec<&str> = s.split('#').collect();
-        let (model, mac) = match parts.as_slice() {
-            [mac] => (None, *mac),
-            [model, mac] | [model, mac, _] => (Some(model.to_string()), *mac),
-            _ => return None,
-        };
-        let mac = mac.trim_start_matches("shellyuni-").replace([':', '-'], "");
-        if mac.len() != 12 || !mac.chars().all(|c| c.is_ascii_hexdigit()) {
-            return None;
-        }
-        Some(DeviceMatch { mac: mac.to_ascii_uppercase(), model })
-    }
-
-    /// Matches a packet's `MODEL#ID#VER` against the configured device.
-    pub fn matches(&self, device_id: &str) -> Option<Identity> {
-        let mut parts = device_id.split('#');
-        let model = parts.next()?;
-        let id = parts.next()?;
-        if let Some(m) = &self.model {
-            if !m.eq_ignore_ascii_case(model) {
-                return None;
-            }
-        }
-        if id.eq_ignore_ascii_case(&self.mac) {
-            Some(Identity::Full)
-        } else if id.len() == 6 && self.mac[6..].eq_ignore_ascii_case(id) {
-            Some(Identity::Suffix)
-        } else {
-            None
-        }
-    }
-}
-
 /// Encodes a CoIoT status publish like a Uni's (used by the simulated doorbell and tests).
 pub fn encode_status(message_id: u16, device_id: &str, validity_decis: u16, serial: u16, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + payload.len());
@@ -383,17 +330,6 @@ mod tests {
         assert_eq!(m.uri_path, vec![&b"cit"[..], &b"s"[..]]);
         let st = input_status(&parse_status(m.payload).unwrap(), 1);
         assert_eq!(st, InputStatus { level: Some(true), event: Some("S".into()), event_cnt: Some(41) });
-    }
-
-    #[test]
-    fn device_match() {
-        let d = DeviceMatch::parse("SHUNI-1#C45BBE6B9A12#2").unwrap();
-        assert_eq!(d.matches("SHUNI-1#c45bbe6b9a12#2"), Some(Identity::Full));
-        assert_eq!(d.matches("SHUNI-1#6B9A12#2"), Some(Identity::Suffix));
-        assert_eq!(d.matches("SHSW-1#C45BBE6B9A12#2"), None);
-        let d = DeviceMatch::parse("c4:5b:be:6b:9a:12").unwrap();
-        assert_eq!(d.matches("SHSW-1#E8DB84D2C0FE#2"), None);
-        assert!(DeviceMatch::parse("nonsense").is_none());
     }
 
     #[test]

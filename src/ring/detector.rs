@@ -30,6 +30,14 @@ impl Source {
         }
     }
 
+    pub fn ring_source(self) -> crate::domain::RingSource {
+        match self {
+            Source::Coiot => crate::domain::RingSource::Coiot,
+            Source::Mqtt => crate::domain::RingSource::Mqtt,
+            Source::Dns => crate::domain::RingSource::Dns,
+        }
+    }
+
     fn index(self) -> usize {
         self as usize
     }

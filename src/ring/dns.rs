@@ -107,8 +107,8 @@ const UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 pub async fn run(cfg: crate::config::Config, tx: super::ObservationTx, shutdown: tokio_util::sync::CancellationToken) {
     use std::net::{IpAddr, SocketAddr};
     use std::sync::Arc;
-    let (Some(listen), Some(upstream)) = (&cfg.ring.dns_listen, &cfg.ring.dns_upstream) else { return };
-    let (Ok(listen), Ok(upstream)) = (listen.parse::<SocketAddr>(), upstream.parse::<SocketAddr>()) else { return };
+    // Both are checked by the configuration (dns_upstream is required with dns_listen).
+    let (Some(listen), Some(upstream)) = (cfg.ring.dns_listen, cfg.ring.dns_upstream) else { return };
     let doorbell: Option<IpAddr> = cfg.doorbell.host.parse().ok();
     let sock = match tokio::net::UdpSocket::bind(listen).await {
         Ok(s) => Arc::new(s),

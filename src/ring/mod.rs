@@ -1,8 +1,8 @@
 //! Ring detection: sources feed observations to ONE pure detector (one physical chime input):
 //! `run_coiot` (CoIoT over UDP, multicast and/or unicast), `crate::mqtt::run` (Shelly Gen1/Gen2 and
 //! generic topics) and `dns::run` (the optional DNS method) all send to `run_detector`, which owns
-//! the `Detector` and the clock. Rings and the `ring` sensor go to the event bus, and each ring asks
-//! the snapshot service for its picture.
+//! the `Detector` and the clock. Rings and the `ring` sensor go to the event bus (where the
+//! snapshot service hears of each ring and takes its picture).
 //!
 //! CoIoT coexistence: multicast 224.0.1.187:5683 reaches every joined socket, so the bridge and Home
 //! Assistant's Shelly listener both hear it. Unicast goes to one "CoIoT peer" per Shelly (one slot),
@@ -24,8 +24,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::events::{Bus, StatusSource};
-use crate::snapshot::Snapshots;
+use crate::events::{Bus, RingSource, Sensor, StatusSource};
+use crate::metrics::{Kind, Metrics};
+use crate::status::{CoiotStatus, Status};
 use coiot::DeviceMatch;
 use detector::{Detector, Observation, Output};
 
@@ -38,23 +39,20 @@ const TICK: Duration = Duration::from_millis(250);
 /// Observations queued between the sources and the detector.
 const QUEUE: usize = 1024;
 
-/// Where rings go: the bus, and the snapshot service for the ring's picture.
+/// Where rings go: the bus (whose listeners take the ring's picture, publish it...).
 #[derive(Clone)]
 pub struct RingSink {
     pub bus: Arc<Bus>,
-    pub snapshots: Arc<Snapshots>,
 }
 
 impl RingSink {
-    pub fn ring(&self, source: &str, press: Option<&str>) {
+    pub fn ring(&self, source: RingSource, press: Option<&str>) {
         let ring = self.bus.ring(source, press, Utc::now());
-        tracing::info!(id = ring.id, source, "ring");
-        let snaps = self.snapshots.clone();
-        tokio::spawn(async move { snaps.take_for_ring(ring.id).await });
+        tracing::info!(id = ring.id, source = %ring.source, "ring");
     }
 
     pub fn pressed(&self, on: bool) {
-        self.bus.set_sensor("ring", Some(on), Utc::now());
+        self.bus.set_sensor(Sensor::Ring, Some(on), Utc::now());
     }
 }
 
@@ -65,7 +63,7 @@ pub async fn bind_coiot(cfg: &Config) -> crate::error::Result<Vec<UdpSocket>> {
         return Ok(out);
     }
     if let Some(port) = cfg.coiot.unicast_port {
-        let ip: IpAddr = cfg.coiot.unicast_bind.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let ip = cfg.coiot.unicast_bind;
         let s = UdpSocket::bind(SocketAddr::new(ip, port)).await.map_err(|e| {
             crate::error::Error::wrap(
                 crate::error::ErrorKind::Io,
@@ -112,30 +110,26 @@ pub struct CoiotStats {
 }
 
 impl StatusSource for CoiotStats {
-    fn status(&self, body: &mut serde_json::Map<String, serde_json::Value>) {
-        body.insert(
-            "coiot".into(),
-            serde_json::json!({
-                "received": self.received.load(Ordering::Relaxed),
-                "accepted": self.accepted.load(Ordering::Relaxed),
-                "rejected": self.rejected.load(Ordering::Relaxed),
-                "foreign": self.foreign.load(Ordering::Relaxed),
-                "weak_identity": self.weak_identity.load(Ordering::Relaxed),
-            }),
-        );
+    fn status(&self, status: &mut Status) {
+        status.coiot = Some(CoiotStatus {
+            received: self.received.load(Ordering::Relaxed),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            foreign: self.foreign.load(Ordering::Relaxed),
+            weak_identity: self.weak_identity.load(Ordering::Relaxed),
+        });
     }
 
-    fn metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        let _ = writeln!(out, "# TYPE doorbell_bridge_coiot_datagrams_total counter");
+    fn metrics(&self, out: &mut Metrics) {
+        const NAME: &str = "coiot_datagrams_total";
+        out.family(NAME, Kind::Counter, "CoIoT datagrams received, by what became of them.");
         for (k, v) in [
             ("accepted", &self.accepted),
             ("rejected", &self.rejected),
             ("foreign", &self.foreign),
             ("weak_identity", &self.weak_identity),
         ] {
-            let _ =
-                writeln!(out, "doorbell_bridge_coiot_datagrams_total{{result=\"{k}\"}} {}", v.load(Ordering::Relaxed));
+            out.sample(NAME, &[("result", k)], v.load(Ordering::Relaxed));
         }
     }
 }
@@ -150,7 +144,7 @@ pub fn observation_channel() -> (ObservationTx, mpsc::Receiver<Observation>) {
 /// Owns the detector: applies observations and the clock, sends rings and sensor edges to the bus.
 pub async fn run_detector(
     cfg: Config,
-    mut rx: mpsc::Receiver<Observation>,
+    rx: &mut mpsc::Receiver<Observation>,
     sink: RingSink,
     shutdown: CancellationToken,
 ) {
@@ -173,7 +167,7 @@ pub async fn run_detector(
                     if late {
                         tracing::info!(source = source.as_str(), press, "press reported late (its edge was not seen)");
                     }
-                    sink.ring(source.as_str(), Some(&press));
+                    sink.ring(source.ring_source(), Some(&press));
                 }
                 Output::Pressed(on) => sink.pressed(on),
                 Output::Online { source, online } => {
@@ -232,7 +226,7 @@ pub async fn run_coiot(
         tracing::warn!("coiot.device_id is not set: CoIoT ring detection is off");
         return;
     };
-    let source: Option<IpAddr> = cfg.coiot.source.as_deref().and_then(|s| s.parse().ok());
+    let source = cfg.coiot.source;
     let mut tasks = tokio::task::JoinSet::new();
     for sock in sockets {
         let (tx, stats, device, shutdown) = (tx.clone(), stats.clone(), device.clone(), shutdown.clone());

@@ -10,7 +10,6 @@ pub mod upstream;
 pub mod viewer;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +21,8 @@ use crate::access::Access;
 use crate::config::Config;
 use crate::events::StatusSource;
 use crate::media::{Keyframe, KeyframeSource};
+use crate::metrics::Metrics;
+use crate::status::{Status, StreamStatus};
 use hub::StreamHub;
 
 /// Every stream's hub, by name.
@@ -45,58 +46,56 @@ fn drops(s: &StreamHub) -> u64 {
 }
 
 impl StatusSource for Hub {
-    fn status(&self, body: &mut serde_json::Map<String, serde_json::Value>) {
-        let streams = body.entry("streams").or_insert_with(|| serde_json::json!({}));
-        let Some(map) = streams.as_object_mut() else { return };
+    fn status(&self, status: &mut Status) {
         for (name, s) in &self.streams {
             let st = &s.stats;
-            map.insert(
+            status.streams.insert(
                 name.clone(),
-                serde_json::json!({
-                    "upstream": s.state().as_str(),
-                    "upstream_sessions": st.upstream_sessions.load(Ordering::Relaxed),
-                    "clients": st.clients.load(Ordering::Relaxed),
-                    "on_demand": s.config.on_demand,
-                    "bytes_in": st.bytes_in.load(Ordering::Relaxed),
-                    "bytes_out": st.bytes_out.load(Ordering::Relaxed),
-                    "frames_in": st.frames_in.load(Ordering::Relaxed),
-                    "drops": drops(s),
-                    "stalled": st.stalled.load(Ordering::Relaxed),
-                    "reconnects": st.reconnects.load(Ordering::Relaxed),
-                }),
+                StreamStatus {
+                    upstream: s.state().as_str().to_string(),
+                    upstream_sessions: st.upstream_sessions.load(Ordering::Relaxed) as u64,
+                    clients: st.clients.load(Ordering::Relaxed) as u64,
+                    on_demand: s.config.on_demand,
+                    bytes_in: st.bytes_in.load(Ordering::Relaxed),
+                    bytes_out: st.bytes_out.load(Ordering::Relaxed),
+                    frames_in: st.frames_in.load(Ordering::Relaxed),
+                    drops: drops(s),
+                    stalled: st.stalled.load(Ordering::Relaxed),
+                    reconnects: st.reconnects.load(Ordering::Relaxed),
+                },
             );
         }
     }
 
-    fn metrics(&self, out: &mut String) {
+    fn metrics(&self, out: &mut Metrics) {
+        use crate::metrics::Kind::{Counter, Gauge};
         type Get = fn(&StreamHub) -> u64;
-        let rows: [(&str, &str, &str, Get); 8] = [
-            ("rtsp_upstream_connected", "gauge", "Whether the doorbell session of a stream is playing.", |s| {
+        let rows: [(&str, crate::metrics::Kind, &str, Get); 8] = [
+            ("rtsp_upstream_connected", Gauge, "Whether the doorbell session of a stream is playing.", |s| {
                 (s.state() == hub::UpstreamState::Connected) as u64
             }),
-            ("rtsp_upstream_sessions", "gauge", "RTSP sessions held on the doorbell.", |s| {
+            ("rtsp_upstream_sessions", Gauge, "RTSP sessions held on the doorbell.", |s| {
                 s.stats.upstream_sessions.load(Ordering::Relaxed) as u64
             }),
-            ("rtsp_clients", "gauge", "Viewers playing a stream.", |s| s.stats.clients.load(Ordering::Relaxed) as u64),
-            ("rtsp_bytes_in_total", "counter", "RTP bytes received from the doorbell.", |s| {
+            ("rtsp_clients", Gauge, "Viewers playing a stream.", |s| s.stats.clients.load(Ordering::Relaxed) as u64),
+            ("rtsp_bytes_in_total", Counter, "RTP bytes received from the doorbell.", |s| {
                 s.stats.bytes_in.load(Ordering::Relaxed)
             }),
-            ("rtsp_bytes_out_total", "counter", "RTP bytes queued to viewers.", |s| {
+            ("rtsp_bytes_out_total", Counter, "RTP bytes queued to viewers.", |s| {
                 s.stats.bytes_out.load(Ordering::Relaxed)
             }),
-            ("rtsp_dropped_frames_total", "counter", "Frames viewers skipped after falling behind.", drops),
-            ("rtsp_stalled_viewers_total", "counter", "Viewers disconnected for not reading.", |s| {
+            ("rtsp_dropped_frames_total", Counter, "Frames viewers skipped after falling behind.", drops),
+            ("rtsp_stalled_viewers_total", Counter, "Viewers disconnected for not reading.", |s| {
                 s.stats.stalled.load(Ordering::Relaxed)
             }),
-            ("rtsp_upstream_reconnects_total", "counter", "Doorbell sessions opened after the first.", |s| {
+            ("rtsp_upstream_reconnects_total", Counter, "Doorbell sessions opened after the first.", |s| {
                 s.stats.reconnects.load(Ordering::Relaxed)
             }),
         ];
         for (name, kind, help, get) in rows {
-            let _ = writeln!(out, "# HELP doorbell_bridge_{name} {help}");
-            let _ = writeln!(out, "# TYPE doorbell_bridge_{name} {kind}");
+            out.family(name, kind, help);
             for (stream, s) in &self.streams {
-                let _ = writeln!(out, "doorbell_bridge_{name}{{stream=\"{stream}\"}} {}", get(s));
+                out.sample(name, &[("stream", stream)], get(s));
             }
         }
     }

@@ -6,6 +6,7 @@
 //! keyframe (firmware 211101 removed the snapshot URL; the keyframe also exists the moment a ring
 //! is detected, so a ring's picture is made from it first and replaced by a full fetch after).
 
+mod archive;
 pub mod auth;
 pub mod keyframe;
 pub mod store;
@@ -20,10 +21,11 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, SnapshotUrl};
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{Bus, Payload, Ring};
+use crate::events::{Bus, Payload};
 use crate::media::{KeyframeSource, VideoCodec};
+use archive::StoreView;
 use auth::Scheme;
 use store::Store;
 
@@ -83,8 +85,7 @@ struct Counters {
 }
 
 pub struct Snapshots {
-    url: Mutex<Option<String>>,
-    url_configured: bool,
+    url: Option<String>,
     username: String,
     password: crate::config::Secret,
     client: reqwest::Client,
@@ -95,7 +96,11 @@ pub struct Snapshots {
     latest: Mutex<Option<Cached>>,
     fetch: tokio::sync::Mutex<FetchState>,
     refreshing: AtomicBool,
+    /// Locked only on blocking threads (`with_store`): it is held while pictures sync to disk.
     store: Arc<Mutex<Store>>,
+    /// What the store held after its last change, for the runtime's threads (`/api/rings`,
+    /// `/metrics`): they never wait on the store's disk I/O.
+    store_view: Arc<Mutex<Arc<StoreView>>>,
     recent: Mutex<VecDeque<(u64, Image)>>,
     /// Pictures the disk refused, oldest first, at most UNWRITTEN_MAX_BYTES.
     unwritten: Mutex<VecDeque<(u64, Image, &'static str)>>,
@@ -112,6 +117,8 @@ pub struct Snapshots {
     pending: Mutex<std::collections::BTreeSet<u64>>,
     taken: tokio::sync::Notify,
     timeout: Duration,
+    /// Id of the last bus event `run` acted on.
+    handled: AtomicU64,
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> Error {
@@ -125,12 +132,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Snapshots {
     /// Opens the ring store under `data_dir` and tells `bus` where ring ids continue.
     pub fn new(cfg: &Config, data_dir: &Path, bus: Arc<Bus>) -> Snapshots {
-        // An empty `snapshot.url` means the doorbell has none: pictures come from keyframes only.
-        let url = match cfg.snapshot.url.as_deref() {
-            Some("") => None,
-            Some(u) => Some(u.to_string()),
-            None if cfg.doorbell.host.is_empty() => None,
-            None => Some(format!("http://{}:{}/onvif/snapshot.jpg", cfg.doorbell.host, cfg.doorbell.http_port)),
+        // `snapshot.url: ""` means the doorbell has none: pictures come from keyframes only.
+        let url = match &cfg.snapshot.url {
+            SnapshotUrl::None => None,
+            SnapshotUrl::Url(u) => Some(u.to_string()),
+            SnapshotUrl::Default if cfg.doorbell.host.is_empty() => None,
+            SnapshotUrl::Default => {
+                Some(format!("http://{}:{}/onvif/snapshot.jpg", cfg.doorbell.host, cfg.doorbell.http_port))
+            }
         };
         let timeout = Duration::from_secs(cfg.snapshot.timeout_secs.max(1));
         let client = reqwest::Client::builder()
@@ -142,6 +151,7 @@ impl Snapshots {
         let mut store =
             Store::open(data_dir, cfg.snapshot.ring_images_keep, cfg.snapshot.ring_images_max_mb * 1024 * 1024);
         store.health = bus.storage.clone();
+        let bus_last_id = bus.last_id();
         if let Some(last) = store.last() {
             bus.set_next_ring_id(last.id + 1, Some(last.ring()));
         }
@@ -151,8 +161,7 @@ impl Snapshots {
         }
         streams.extend(cfg.streams.keys().filter(|k| *k != "main").cloned());
         Snapshots {
-            url: Mutex::new(url),
-            url_configured: cfg.snapshot.url.is_some(),
+            url,
             username: cfg.doorbell.username.clone(),
             password: cfg.doorbell.password.clone(),
             client,
@@ -163,6 +172,7 @@ impl Snapshots {
             latest: Mutex::new(None),
             fetch: tokio::sync::Mutex::new(FetchState::default()),
             refreshing: AtomicBool::new(false),
+            store_view: Arc::new(Mutex::new(Arc::new(StoreView::of(&store)))),
             store: Arc::new(Mutex::new(store)),
             recent: Mutex::new(VecDeque::new()),
             unwritten: Mutex::new(VecDeque::new()),
@@ -175,19 +185,13 @@ impl Snapshots {
             pending: Mutex::new(Default::default()),
             taken: tokio::sync::Notify::new(),
             timeout,
+            handled: AtomicU64::new(bus_last_id),
         }
     }
 
     /// The RTSP hub, for pictures made from its cached keyframe.
     pub fn set_keyframe_source(&self, src: Arc<dyn KeyframeSource>) {
         let _ = self.keyframes.set(src);
-    }
-
-    /// The URI ONVIF `GetSnapshotUri` reported; used unless `snapshot.url` is configured.
-    pub fn set_snapshot_uri(&self, uri: Option<String>) {
-        if !self.url_configured {
-            *lock(&self.url) = uri.filter(|u| !u.is_empty());
-        }
     }
 
     /// Counts for tests and `/metrics`: (doorbell fetches, failures, keyframe JPEGs made).
@@ -258,7 +262,7 @@ impl Snapshots {
         if st.missing_until.is_some_and(|t| Instant::now() < t) {
             return Err(err(ErrorKind::NotFound, "the doorbell has no snapshot URL"));
         }
-        let Some(url) = lock(&self.url).clone() else {
+        let Some(url) = self.url.clone() else {
             return Err(err(ErrorKind::NotFound, "no snapshot URL is known"));
         };
         if let Some(next) = st.last_start.map(|t| t + self.min_interval) {
@@ -403,236 +407,84 @@ impl Snapshots {
         }
     }
 
-    /// Takes the picture for ring `id`: from the keyframe cache at once, then a full-quality
-    /// fetch from the doorbell replaces it. Both kept on disk.
-    pub async fn take_for_ring(&self, id: u64) {
-        let asked = Instant::now();
-        lock(&self.pending).insert(id);
-        let _done = Pending { snaps: self, id };
-        let ring = self.bus.state().last_ring.filter(|r| r.id == id).unwrap_or_else(|| Ring {
-            id,
-            at: crate::events::now_string(Utc::now()),
-            source: "unknown".into(),
-            press: None,
-            snapshot: format!("/api/rings/{id}/snapshot.jpg"),
-            clip: None,
-        });
-        self.with_store(move |s| s.add_ring(&ring)).await;
-        let mut have = false;
-        if let Some(img) = self.keyframe_image().await {
-            self.put_ring_image(id, img, "keyframe").await;
-            have = true;
-            self.ring_ready(id);
-        }
-        match self.refresh(asked, true).await {
-            Ok(img) => self.put_ring_image(id, img, "doorbell").await,
-            Err(e) if !have => {
-                // Last resort: the cached picture, however old, beats none.
-                if let Some((img, _)) = self.cached() {
-                    self.put_ring_image(id, img, "cache").await;
-                } else {
-                    tracing::warn!(ring = id, "no picture for this ring: {}", e.msg());
-                }
-            }
-            Err(_) => {}
-        }
-    }
-
-    async fn with_store<R: Send + 'static>(&self, f: impl FnOnce(&mut Store) -> R + Send + 'static) -> R {
-        let store = self.store.clone();
-        let run = move || f(&mut lock(&store));
-        match tokio::task::spawn_blocking(run).await {
-            Ok(r) => r,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-
-    /// Serves the picture from memory at once, then keeps it on disk (atomically, synced).
-    async fn put_ring_image(&self, id: u64, img: Image, origin: &'static str) {
-        {
-            let mut r = lock(&self.recent);
-            r.retain(|(i, _)| *i != id);
-            r.push_back((id, img.clone()));
-            while r.len() > RECENT_IN_MEMORY {
-                r.pop_front();
-            }
-        }
-        self.taken.notify_waiters();
-        self.counters.ring_images.fetch_add(1, Relaxed);
-        let ok = self.write_ring_image(id, img.clone(), origin).await;
-        if ok {
-            lock(&self.unwritten).retain(|(i, _, _)| *i != id);
-            self.flush_unwritten().await;
-        } else {
-            self.counters.disk_errors.fetch_add(1, Relaxed);
-            let mut u = lock(&self.unwritten);
-            u.retain(|(i, _, _)| *i != id);
-            u.push_back((id, img, origin));
-            while u.iter().map(|(_, i, _)| i.bytes.len()).sum::<usize>() > UNWRITTEN_MAX_BYTES {
-                if let Some((old, _, _)) = u.pop_front() {
-                    tracing::warn!(ring = old, "the disk refused this ring's picture and memory for such is full");
-                }
-            }
-        }
-    }
-
-    /// Writes a ring's picture; drops from memory what retention dropped from disk.
-    async fn write_ring_image(&self, id: u64, img: Image, origin: &'static str) -> bool {
-        let taken = crate::events::now_string(img.taken);
-        let (ok, on_disk) = self
-            .with_store(move |s| {
-                let ok = s.put_image(id, &img.bytes, origin, &taken);
-                let on_disk: std::collections::BTreeSet<u64> =
-                    s.entries.values().filter(|e| e.image_bytes.is_some()).map(|e| e.id).collect();
-                (ok, on_disk)
-            })
-            .await;
-        // Pictures retention dropped from disk go from memory too (the one the disk refused stays).
-        lock(&self.recent).retain(|(i, _)| (*i == id && !ok) || on_disk.contains(i));
-        ok
-    }
-
-    /// The disk takes writes again: keep what it refused before.
-    async fn flush_unwritten(&self) {
-        let waiting: Vec<(u64, Image, &'static str)> = lock(&self.unwritten).iter().cloned().collect();
-        for (id, img, origin) in waiting {
-            // When retention already dropped the ring, there is nothing to keep: go on.
-            if !self.write_ring_image(id, img, origin).await
-                && self.with_store(move |s| s.entries.contains_key(&id)).await
-            {
-                return;
-            }
-            lock(&self.unwritten).retain(|(i, _, _)| *i != id);
-        }
-    }
-
-    fn ring_ready(&self, id: u64) {
-        lock(&self.pending).remove(&id);
-        self.taken.notify_waiters();
-    }
-
-    /// The picture of ring `id`; while it is being taken (the ring just happened), waits for it
-    /// up to the fetch timeout.
-    pub async fn ring_image(&self, id: u64) -> Result<Image> {
-        let deadline = tokio::time::Instant::now() + self.timeout + Duration::from_secs(1);
-        loop {
-            let notified = self.taken.notified();
-            match self.ring_image_now(id).await {
-                Ok(img) => return Ok(img),
-                Err(e) => {
-                    let in_store = self.with_store(move |s| s.entries.contains_key(&id)).await;
-                    // Also the instant between the ring event and its picture task starting.
-                    let just_rung = !in_store && self.bus.state().last_ring.is_some_and(|r| r.id == id);
-                    if !(lock(&self.pending).contains(&id) || just_rung) {
-                        return Err(e);
-                    }
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-    }
-
-    async fn ring_image_now(&self, id: u64) -> Result<Image> {
-        let not_found = || err(ErrorKind::NotFound, format!("no picture for ring {id}"));
-        if let Some((_, img)) = lock(&self.recent).iter().find(|(i, _)| *i == id) {
-            return Ok(img.clone());
-        }
-        if let Some((_, img, _)) = lock(&self.unwritten).iter().find(|(i, _, _)| *i == id) {
-            return Ok(img.clone());
-        }
-        // Through a blocking thread: the store's lock is held while a picture is synced to disk.
-        let (path, taken) = self
-            .with_store(move |s| {
-                let e = s.entries.get(&id).filter(|e| e.image_bytes.is_some())?;
-                Some((s.image_path(id), e.taken.clone()))
-            })
-            .await
-            .ok_or_else(not_found)?;
-        let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
-        let taken = taken
-            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(Utc::now);
-        Ok(Image::new(Bytes::from(bytes), taken))
-    }
-
-    /// The persisted ring history, oldest first.
-    pub fn ring_history(&self) -> Vec<store::Entry> {
-        lock(&self.store).entries.values().cloned().collect()
-    }
-
-    /// Rings whose picture is served from memory or still being taken (maybe not on disk yet).
-    pub fn rings_in_flight(&self) -> std::collections::BTreeSet<u64> {
-        let mut ids: std::collections::BTreeSet<u64> = lock(&self.recent).iter().map(|(i, _)| *i).collect();
-        ids.extend(lock(&self.pending).iter().copied());
-        ids
-    }
-
-    /// Bytes of ring pictures on disk.
-    pub fn ring_images_bytes(&self) -> u64 {
-        lock(&self.store).total_bytes()
-    }
-
-    /// Background work: with `snapshot.on_motion`, a picture at every motion start, kept under
-    /// `<data_dir>/motion/`.
+    /// The owner task of the pictures events ask for: one for every ring, and with
+    /// `snapshot.on_motion` one at every motion start, kept under `<data_dir>/motion/`. It reads
+    /// the bus from where it last stopped, so a ring during a restart of this task keeps its picture.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        if !self.on_motion {
-            return;
-        }
-        let mut sub = self.bus.subscribe(None);
+        let mut sub = self.bus.subscribe(Some(self.handled.load(Relaxed)));
+        let mut work = tokio::task::JoinSet::new();
+        let mut due: VecDeque<Arc<crate::events::Record>> = std::mem::take(&mut sub.backlog).into();
         loop {
-            let rec = tokio::select! {
-                r = sub.rx.recv() => r,
-                _ = shutdown.cancelled() => return,
-            };
-            let rec = match rec {
-                Ok(r) => r,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
-            };
-            let Payload::Sensor(s) = &rec.payload else { continue };
-            if s.state != Some(true) || s.name == "ring" {
-                continue;
-            }
-            let me = self.clone();
-            let at = Utc::now();
-            tokio::spawn(async move {
-                if let Ok(img) = me.update(Instant::now(), true).await {
-                    let dir = me.data_dir.join("motion");
-                    let _ = tokio::task::spawn_blocking(move || keep_motion_picture(&dir, &img.bytes, at)).await;
+            while let Some(rec) = due.pop_front() {
+                if rec.id <= self.handled.load(Relaxed) {
+                    continue;
                 }
-            });
+                self.handled.store(rec.id, Relaxed);
+                self.picture_for(&rec.payload, &mut work);
+            }
+            tokio::select! {
+                r = sub.rx.recv() => match r {
+                    Ok(rec) => due.push_back(rec),
+                    // Fell behind the channel: the bus's history has what was missed.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        due.extend(self.bus.since(self.handled.load(Relaxed)).0);
+                    }
+                    Err(_) => break,
+                },
+                Some(_) = work.join_next() => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        // Pictures being taken finish (each is bounded by the fetch timeout) or are left behind.
+        let finish = async { while work.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(self.timeout + Duration::from_secs(1), finish).await;
+    }
+
+    fn picture_for(self: &Arc<Self>, payload: &Payload, work: &mut tokio::task::JoinSet<()>) {
+        let me = self.clone();
+        match payload {
+            Payload::Ring(r) => {
+                let id = r.id;
+                work.spawn(async move { me.take_for_ring(id).await });
+            }
+            Payload::Sensor(s) if self.on_motion && s.state == Some(true) && s.name != crate::domain::Sensor::Ring => {
+                let at = Utc::now();
+                work.spawn(async move {
+                    if let Ok(img) = me.update(Instant::now(), true).await {
+                        let dir = me.data_dir.join("motion");
+                        let _ = tokio::task::spawn_blocking(move || keep_motion_picture(&dir, &img.bytes, at)).await;
+                    }
+                });
+            }
+            _ => {}
         }
     }
 
-    pub fn metrics(&self, out: &mut String) {
+    pub fn metrics(&self, out: &mut crate::metrics::Metrics) {
+        use crate::metrics::Kind::{Counter, Gauge};
         let c = &self.counters;
         let lines = [
-            ("snapshot_fetches_total", "counter", c.fetches.load(Relaxed)),
-            ("snapshot_failures_total", "counter", c.failures.load(Relaxed)),
-            ("snapshot_keyframe_jpegs_total", "counter", c.keyframe_jpegs.load(Relaxed)),
-            ("snapshot_ring_images_total", "counter", c.ring_images.load(Relaxed)),
-            ("snapshot_disk_errors_total", "counter", c.disk_errors.load(Relaxed)),
-            ("snapshot_ring_images_bytes", "gauge", self.ring_images_bytes()),
-            ("snapshot_unwritten_images", "gauge", lock(&self.unwritten).len() as u64),
+            ("snapshot_fetches_total", Counter, "Pictures asked of the doorbell.", c.fetches.load(Relaxed)),
+            ("snapshot_failures_total", Counter, "Doorbell picture requests that failed.", c.failures.load(Relaxed)),
+            (
+                "snapshot_keyframe_jpegs_total",
+                Counter,
+                "Pictures made from a keyframe.",
+                c.keyframe_jpegs.load(Relaxed),
+            ),
+            ("snapshot_ring_images_total", Counter, "Ring pictures kept.", c.ring_images.load(Relaxed)),
+            ("snapshot_disk_errors_total", Counter, "Ring pictures the disk refused.", c.disk_errors.load(Relaxed)),
+            ("snapshot_ring_images_bytes", Gauge, "Bytes of ring pictures on disk.", self.ring_images_bytes()),
+            (
+                "snapshot_unwritten_images",
+                Gauge,
+                "Ring pictures waiting for the disk.",
+                lock(&self.unwritten).len() as u64,
+            ),
         ];
-        for (name, kind, v) in lines {
-            out.push_str(&format!("# TYPE doorbell_bridge_{name} {kind}\ndoorbell_bridge_{name} {v}\n"));
+        for (name, kind, help, v) in lines {
+            out.single(name, kind, help, v);
         }
-    }
-}
-
-/// Marks a ring's picture as taken (or given up) however `take_for_ring` ends.
-struct Pending<'a> {
-    snaps: &'a Snapshots,
-    id: u64,
-}
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        self.snaps.ring_ready(self.id);
     }
 }
 

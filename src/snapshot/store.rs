@@ -9,7 +9,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::datadir::{self, write_atomic, Health};
-use crate::events::Ring;
+use crate::domain::{Ring, RingSource};
+use chrono::{DateTime, Utc};
 
 pub const INDEX_FILE: &str = "index.json";
 /// Largest index we read back; 200 rings take about 40 kB.
@@ -19,8 +20,9 @@ pub const MAX_INDEX_BYTES: u64 = 16 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub id: u64,
-    pub at: String,
-    pub source: String,
+    #[serde(with = "crate::domain::wire_time")]
+    pub at: DateTime<Utc>,
+    pub source: RingSource,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub press: Option<String>,
     /// Size of `<id>.jpg`, when the ring has a picture on disk.
@@ -38,7 +40,7 @@ impl Entry {
     pub fn from_ring(r: &Ring) -> Entry {
         Entry {
             id: r.id,
-            at: r.at.clone(),
+            at: r.at,
             source: r.source.clone(),
             press: r.press.clone(),
             image_bytes: None,
@@ -48,14 +50,7 @@ impl Entry {
     }
 
     pub fn ring(&self) -> Ring {
-        Ring {
-            id: self.id,
-            at: self.at.clone(),
-            source: self.source.clone(),
-            press: self.press.clone(),
-            snapshot: format!("/api/rings/{}/snapshot.jpg", self.id),
-            clip: None,
-        }
+        Ring::new(self.id, self.at, self.source.clone(), self.press.clone())
     }
 }
 
@@ -246,7 +241,7 @@ mod tests {
                     id,
                     Entry {
                         id,
-                        at: String::new(),
+                        at: DateTime::UNIX_EPOCH,
                         source: "t".into(),
                         press: None,
                         image_bytes: *s,

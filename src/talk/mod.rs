@@ -15,12 +15,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::events::{Bus, StatusSource};
+use crate::metrics::{Kind, Metrics};
 use crate::onvif::{audio_output, device::Device};
+use crate::status::{Status, TalkStatus, TalkSupport};
 use backchannel::Target;
 use onvif_answer::OnvifAnswer;
 use probe::Verdict;
@@ -236,35 +237,30 @@ fn describe(s: &TalkState, onvif: &OnvifAnswer) -> String {
 }
 
 impl StatusSource for Talk {
-    fn status(&self, body: &mut serde_json::Map<String, serde_json::Value>) {
+    fn status(&self, status: &mut Status) {
         let (state, onvif) = (self.state(), self.onvif());
         let reason = onvif_answer::reason(&state, &onvif);
-        let audio_output = onvif.audio_output();
-        let v = match state {
-            TalkState::Unknown(_) => json!({"state": "unknown", "reason": reason, "onvif_audio_output": audio_output}),
-            TalkState::Supported(o) => json!({
-                "state": "supported",
-                "reason": reason,
-                "codec": if o.law == g711::Law::Mu { "PCMU" } else { "PCMA" },
-                "onvif_audio_output": audio_output,
-            }),
-            TalkState::Unsupported(_) => {
-                json!({"state": "unsupported", "reason": reason, "onvif_audio_output": audio_output})
+        let (support, codec) = match state {
+            TalkState::Unknown(_) => (TalkSupport::Unknown, None),
+            TalkState::Supported(o) => {
+                (TalkSupport::Supported, Some(if o.law == g711::Law::Mu { "PCMU" } else { "PCMA" }))
             }
+            TalkState::Unsupported(_) => (TalkSupport::Unsupported, None),
         };
-        body.insert("talk".into(), v);
+        status.talk = Some(TalkStatus {
+            state: support,
+            reason,
+            codec: codec.map(str::to_string),
+            onvif_audio_output: onvif.audio_output(),
+        });
     }
 
-    fn metrics(&self, out: &mut String) {
+    fn metrics(&self, out: &mut Metrics) {
         let supported = matches!(self.state(), TalkState::Supported(_)) as u8;
-        out.push_str("# HELP doorbell_bridge_talk_supported Whether the doorbell offers an audio backchannel.\n");
-        out.push_str("# TYPE doorbell_bridge_talk_supported gauge\n");
-        out.push_str(&format!("doorbell_bridge_talk_supported {supported}\n"));
-        out.push_str("# HELP doorbell_bridge_talks_total Messages played through the doorbell.\n");
-        out.push_str("# TYPE doorbell_bridge_talks_total counter\n");
-        out.push_str(&format!("doorbell_bridge_talks_total {}\n", self.talks_total.load(Ordering::Relaxed)));
-        out.push_str("# HELP doorbell_bridge_talk_failures_total Talks the doorbell did not take.\n");
-        out.push_str("# TYPE doorbell_bridge_talk_failures_total counter\n");
-        out.push_str(&format!("doorbell_bridge_talk_failures_total {}\n", self.talk_failures.load(Ordering::Relaxed)));
+        out.single("talk_supported", Kind::Gauge, "Whether the doorbell offers an audio backchannel.", supported);
+        let talks = self.talks_total.load(Ordering::Relaxed);
+        out.single("talks_total", Kind::Counter, "Messages played through the doorbell.", talks);
+        let failures = self.talk_failures.load(Ordering::Relaxed);
+        out.single("talk_failures_total", Kind::Counter, "Talks the doorbell did not take.", failures);
     }
 }

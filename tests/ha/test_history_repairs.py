@@ -14,6 +14,7 @@ from custom_components.doorbell_bridge import issues
 from custom_components.doorbell_bridge.const import DOMAIN
 
 from bridge_steps import connected, entity_id, entry_for, get_jpeg, setup, wait_for
+from status_schema import fixture_status, schema_errors
 from homeassistant.setup import async_setup_component
 
 
@@ -59,13 +60,8 @@ async def test_rings_in_media_browser_and_latest_ring_image(
 
 
 def status(**over) -> dict:
-    body = {
-        "version": "0.1.0",
-        "doorbell": {"online": True},
-        "sources": {"coiot": True, "onvif": True},
-    }
-    body.update(over)
-    return body
+    """A current bridge's whole status (the schema-checked fixture), with top-level keys replaced."""
+    return fixture_status(**over)
 
 
 def test_evaluate_is_pure_and_delayed() -> None:
@@ -111,6 +107,7 @@ async def test_repairs_follow_the_bridge(hass: HomeAssistant, bridge) -> None:
     coord.repairs.delay = 0.2
     real = dict(coord.data)
     bad = {**real, "sources": {"coiot": False}, "storage": {"state": "failing", "detail": "No space left on device"}}
+    assert schema_errors(real) == [] and schema_errors(bad) == []
     coord.repairs.update(bad)
     assert ours() == {"storage_failing"}
     await wait_for(lambda: "no_ring_source" in ours(), timeout=5, what="delayed issue")
