@@ -172,9 +172,15 @@ impl Bus {
         rec
     }
 
-    /// From now on every ring says a clip of it will come.
-    pub fn set_clips(&self, on: bool) {
+    /// From now on every ring says a clip of it will come. `on_disk` tells whether a ring's clip
+    /// is kept, for the last ring restored from the history at start.
+    pub fn set_clips(&self, on: bool, on_disk: impl Fn(u64) -> bool) {
         self.clips.store(on, std::sync::atomic::Ordering::Relaxed);
+        let mut g = self.lock();
+        if let Some(r) = g.state.last_ring.take() {
+            let kept = r.clip.is_some() || on_disk(r.id);
+            g.state.last_ring = Some(r.with_clip(kept));
+        }
     }
 
     /// Records a ring; returns it with its id and time.

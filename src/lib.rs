@@ -201,7 +201,7 @@ impl App {
         let clip_hub = rtsp_hub_for_clips.get(&clips.stream).cloned().filter(|_| clips.enabled);
         let clips = match clip_hub {
             Some(hub) => {
-                bus.set_clips(true);
+                bus.set_clips(true, |id| clips.file(id).is_some());
                 let (c, bus, snaps, sd) = (clips.clone(), bus.clone(), snapshots.clone(), shutdown.clone());
                 tasks.supervise("clips", move || c.clone().run(hub.clone(), bus.clone(), snaps.clone(), sd.clone()));
                 Some(clips)

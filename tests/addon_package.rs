@@ -231,7 +231,10 @@ fn pinned_packages_are_the_releases_current_versions() {
         })
         .map(|(p, v)| (p.to_string(), v.to_string()))
         .collect();
-    assert!(!pins.is_empty());
+    // No pins is right only when the image installs no Debian package at all.
+    if pins.is_empty() {
+        assert!(!docker.contains("apt-get install"), "packages installed without pinned versions");
+    }
     for (pkg, version) in pins {
         let out = Command::new("apt-cache").args(["madison", &pkg]).output().expect("apt-cache");
         let table = String::from_utf8_lossy(&out.stdout);

@@ -324,6 +324,7 @@ async fn a_crash_mid_clip_leaves_no_partial_file_and_that_clip_is_lost() {
     let rings = bridge.json("/api/rings").await;
     let entry = rings["rings"].as_array().unwrap().iter().find(|r| r["id"] == id).expect("ring kept").clone();
     assert_eq!(entry["clip"], Value::Null, "{entry}");
+    assert_eq!(bridge.json("/api/status").await["last_ring"]["clip"], Value::Null);
     let leftovers: Vec<String> = std::fs::read_dir(s.data.join("rings"))
         .unwrap()
         .flatten()
@@ -337,6 +338,12 @@ async fn a_crash_mid_clip_leaves_no_partial_file_and_that_clip_is_lost() {
     let next = ring["id"].as_u64().unwrap();
     assert!(next > id);
     bridge.clip(next, Duration::from_secs(post + 3)).await;
+    // After a restart the last ring still says whether its clip is kept.
+    drop(bridge);
+    let bridge = Bridge::start(&s.config, s.http).await;
+    let last = bridge.json("/api/status").await["last_ring"].clone();
+    assert_eq!(last["id"], next);
+    assert_eq!(last["clip"], format!("/api/rings/{next}/clip.mp4"), "{last}");
     drop(bridge);
     s.sim.stop().await;
 }

@@ -23,9 +23,9 @@ use crate::config::Config;
 use crate::datadir::{self, Health};
 use crate::events::{Bus, Payload, StatusSource};
 use crate::metrics::{Kind, Metrics};
-use crate::status::{ClipsStatus, Status};
 use crate::rtsp::hub::StreamHub;
 use crate::snapshot::Snapshots;
+use crate::status::{ClipsStatus, Status};
 use files::{ClipFile, ClipIndex};
 use recorder::{Finished, Recorder};
 
