@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use doorbell_bridge::demo::{demo_config, DemoOptions};
@@ -19,49 +19,22 @@ use serde_json::{json, Value};
 #[path = "support/clip_check.rs"]
 mod clip_check;
 use clip_check::*;
+#[path = "support/bridge_process.rs"]
+mod bridge_process;
+use bridge_process::{free_tcp, free_udp, Bridge, Tmpfs};
 
-const BIN: &str = env!("CARGO_BIN_EXE_doorbell-bridge");
 /// The simulator's keyframe interval: a clip may start this much before its pre-roll.
 const GOP_FRAMES: u64 = 2 * FPS as u64;
 
-fn free_tcp() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn free_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Bridge {
-    child: Child,
-    http: SocketAddr,
-}
-
-impl Bridge {
-    async fn start(config: &Path, http: SocketAddr) -> Bridge {
-        let child = Command::new(BIN).arg("--config").arg(config).stdout(Stdio::null()).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while reqwest::get(format!("http://{http}/healthz")).await.is_err() {
-            assert!(Instant::now() < deadline, "the bridge did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Bridge { child, http }
-    }
-
-    fn kill9(mut self) {
-        let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        reqwest::get(format!("http://{}{path}", self.http)).await.unwrap()
-    }
-
-    async fn json(&self, path: &str) -> Value {
-        self.get(path).await.json().await.unwrap()
-    }
-
+/// What the clip tests wait for on a running bridge.
+trait ClipWaits {
     /// Waits until the main stream has played for `secs` (the pre-roll is full).
+    async fn warm(&self, secs: u64);
+    /// Waits for ring `id`'s clip; returns it and how long it took.
+    async fn clip(&self, id: u64, within: Duration) -> (Vec<u8>, Duration);
+}
+
+impl ClipWaits for Bridge {
     async fn warm(&self, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.json("/api/status").await["streams"]["main"]["upstream"] != "connected" {
@@ -71,7 +44,6 @@ impl Bridge {
         tokio::time::sleep(Duration::from_secs(secs)).await;
     }
 
-    /// Waits for ring `id`'s clip; returns it and how long it took.
     async fn clip(&self, id: u64, within: Duration) -> (Vec<u8>, Duration) {
         let t = Instant::now();
         loop {
@@ -84,13 +56,6 @@ impl Bridge {
             assert!(t.elapsed() < within, "no clip for ring {id} within {within:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -346,40 +311,6 @@ async fn a_crash_mid_clip_leaves_no_partial_file_and_that_clip_is_lost() {
     assert_eq!(last["clip"], format!("/api/rings/{next}/clip.mp4"), "{last}");
     drop(bridge);
     s.sim.stop().await;
-}
-
-/// A small tmpfs, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).output();
-        match out {
-            Ok(o) if o.status.success() => Tmpfs(at.to_path_buf()),
-            Ok(o) => panic!(
-                "this test needs a small tmpfs (root): {}. It does not skip.",
-                String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => panic!("cannot run mount: {e}"),
-        }
-    }
-
-    fn fill(&self) -> PathBuf {
-        use std::io::Write;
-        let path = self.0.join("filler");
-        let mut f = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0u8; 16 * 1024];
-        while f.write_all(&chunk).is_ok() {}
-        let _ = f.sync_all();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

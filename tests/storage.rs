@@ -7,91 +7,16 @@
 //! Mounting a tmpfs needs root: without it this test fails rather than skip.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use doorbell_bridge::demo::{demo_config, DemoOptions};
 use doorbell_bridge::sim::{Sim, SimOptions};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_doorbell-bridge");
-
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).output();
-        match out {
-            Ok(o) if o.status.success() => Tmpfs(at.to_path_buf()),
-            Ok(o) => panic!(
-                "this test needs a small tmpfs (root) and could not mount one: {}. It does not skip.",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Err(e) => panic!("cannot run mount: {e}"),
-        }
-    }
-
-    /// Writes a file until the disk refuses.
-    fn fill(&self) -> PathBuf {
-        let path = self.0.join("filler");
-        let mut f = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        while f.write_all(&chunk).is_ok() {}
-        let _ = f.sync_all();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn free_tcp() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn free_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Bridge {
-    child: Child,
-    http: SocketAddr,
-}
-
-impl Bridge {
-    async fn start(config: &Path, http: SocketAddr) -> Bridge {
-        let child = Command::new(BIN).arg("--config").arg(config).stdout(Stdio::null()).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while reqwest::get(format!("http://{http}/healthz")).await.is_err() {
-            assert!(Instant::now() < deadline, "the bridge did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Bridge { child, http }
-    }
-
-    fn kill9(mut self) {
-        let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
-
-    async fn status(&self) -> Value {
-        reqwest::get(format!("http://{}/api/status", self.http)).await.unwrap().json().await.unwrap()
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "support/bridge_process.rs"]
+mod bridge_process;
+use bridge_process::{free_tcp, free_udp, Bridge, Tmpfs};
 
 /// Rings `n` times, each awaited on the event stream; returns their ids.
 async fn ring(sim: &Sim, http: SocketAddr, n: usize) -> Vec<u64> {
@@ -146,7 +71,7 @@ async fn rings_keep_unique_ids_on_a_full_disk_across_kill_and_restart() {
     let mut ids = Vec::new();
     let bridge = Bridge::start(&config, http).await;
     ids.extend(ring(&sim, http, 2).await);
-    assert_eq!(bridge.status().await["storage"]["state"], "ok");
+    assert_eq!(bridge.json("/api/status").await["storage"]["state"], "ok");
 
     let filler = disk.fill();
     let full = ring(&sim, http, 4).await;
@@ -154,7 +79,7 @@ async fn rings_keep_unique_ids_on_a_full_disk_across_kill_and_restart() {
     // The disk refused the pictures: said in the status and the metrics, and served from memory.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let st = bridge.status().await;
+        let st = bridge.json("/api/status").await;
         if st["storage"]["state"] == "failing" {
             assert!(st["storage"]["detail"].as_str().unwrap().contains("No space left"), "{st}");
             break;
@@ -177,7 +102,7 @@ async fn rings_keep_unique_ids_on_a_full_disk_across_kill_and_restart() {
     bridge.kill9();
     let bridge = Bridge::start(&config, http).await;
     ids.extend(ring(&sim, http, 4).await);
-    let st = bridge.status().await;
+    let st = bridge.json("/api/status").await;
     assert_eq!(st["storage"]["state"], "failing", "{st}");
     bridge.kill9();
     let bridge = Bridge::start(&config, http).await;
@@ -190,7 +115,7 @@ async fn rings_keep_unique_ids_on_a_full_disk_across_kill_and_restart() {
     std::fs::remove_file(filler).unwrap();
     ids.extend(ring(&sim, http, 1).await);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while bridge.status().await["storage"]["state"] != "ok" {
+    while bridge.json("/api/status").await["storage"]["state"] != "ok" {
         assert!(Instant::now() < deadline, "storage stayed failing after space came back");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

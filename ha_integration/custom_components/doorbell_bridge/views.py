@@ -22,6 +22,7 @@ from homeassistant.core import HomeAssistant, callback
 
 from .api import BridgeError
 from .const import DOMAIN
+from .coordinator import DoorbellBridgeConfigEntry
 
 _VIEWS_REGISTERED = f"{DOMAIN}_views"
 
@@ -61,6 +62,18 @@ def async_register_views(hass: HomeAssistant) -> None:
     hass.http.register_view(RingClipView())
 
 
+def _loaded_ring(request: web.Request, entry_id: str, ring_id: str) -> tuple[DoorbellBridgeConfigEntry, int] | None:
+    """The loaded entry of ours and the ring id the path names, or None (answered 404)."""
+    hass: HomeAssistant = request.app["hass"]
+    entry: DoorbellBridgeConfigEntry | None = hass.config_entries.async_get_entry(entry_id)
+    if entry is None or entry.domain != DOMAIN or entry.state is not ConfigEntryState.LOADED:
+        return None
+    try:
+        return entry, int(ring_id)
+    except ValueError:
+        return None
+
+
 class RingPictureView(HomeAssistantView):
     """GET a ring's picture from the bridge."""
 
@@ -70,14 +83,10 @@ class RingPictureView(HomeAssistantView):
 
     async def get(self, request: web.Request, entry_id: str, ring_id: str) -> web.Response:
         """Returns the JPEG or 404."""
-        hass: HomeAssistant = request.app["hass"]
-        entry = hass.config_entries.async_get_entry(entry_id)
-        if entry is None or entry.domain != DOMAIN or entry.state is not ConfigEntryState.LOADED:
+        found = _loaded_ring(request, entry_id, ring_id)
+        if found is None:
             return web.Response(status=HTTPStatus.NOT_FOUND)
-        try:
-            rid = int(ring_id)
-        except ValueError:
-            return web.Response(status=HTTPStatus.NOT_FOUND)
+        entry, rid = found
         try:
             image = await entry.runtime_data.client.ring_snapshot(rid)
         except BridgeError:
@@ -101,14 +110,10 @@ class RingClipView(HomeAssistantView):
 
     async def get(self, request: web.Request, entry_id: str, ring_id: str) -> web.StreamResponse:
         """The MP4 (200 or 206), 416 for a range past its end, or 404 until it is written."""
-        hass: HomeAssistant = request.app["hass"]
-        entry = hass.config_entries.async_get_entry(entry_id)
-        if entry is None or entry.domain != DOMAIN or entry.state is not ConfigEntryState.LOADED:
+        found = _loaded_ring(request, entry_id, ring_id)
+        if found is None:
             return web.Response(status=HTTPStatus.NOT_FOUND)
-        try:
-            rid = int(ring_id)
-        except ValueError:
-            return web.Response(status=HTTPStatus.NOT_FOUND)
+        entry, rid = found
         try:
             upstream = await entry.runtime_data.client.ring_clip(rid, request.headers.get("Range"))
         except BridgeError:
