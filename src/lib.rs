@@ -11,6 +11,7 @@ pub mod clips;
 pub mod config;
 pub mod datadir;
 pub mod demo;
+pub mod digest;
 pub mod domain;
 pub mod error;
 pub mod events;

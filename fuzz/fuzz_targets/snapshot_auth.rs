@@ -3,6 +3,6 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = doorbell_bridge::snapshot::auth::parse_challenges(data);
-    let _ = doorbell_bridge::snapshot::auth::choose([data]);
+    let _ = doorbell_bridge::digest::parse_challenges(data);
+    let _ = doorbell_bridge::digest::choose([data]);
 });

@@ -12,6 +12,7 @@ use retina::client::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::error::{Error, ErrorKind, Result};
 use crate::rtsp::hub::{StreamHub, UpstreamState};
 use crate::rtsp::sdp;
@@ -65,7 +66,7 @@ pub async fn run(hub: Arc<StreamHub>, up: Upstream, shutdown: CancellationToken)
         match res {
             Ok(End::Shutdown) => break,
             Ok(End::Idle) => {
-                retry.backoff = BACKOFF_MIN;
+                retry.reset();
                 continue;
             }
             Err(e) => {
@@ -84,33 +85,39 @@ pub async fn run(hub: Arc<StreamHub>, up: Upstream, shutdown: CancellationToken)
     hub.set_state(UpstreamState::Stopped);
 }
 
-/// When to try the doorbell again, pure (time and chance passed in).
+/// When to try the doorbell again, pure (time and chance passed in): the shared [`Backoff`] with
+/// the doorbell's rules on top (at once after a loss, a lower ceiling for a while, 453/503).
 pub struct Retry {
-    backoff: Duration,
+    backoff: Backoff,
     /// When a playing session was last lost and retried at once; retries stay fast for a while.
     instant_at: Option<Instant>,
 }
 
 impl Default for Retry {
     fn default() -> Self {
-        Retry { backoff: BACKOFF_MIN, instant_at: None }
+        Retry { backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX), instant_at: None }
     }
 }
 
 impl Retry {
+    /// After a session that ended well (an on-demand stream nobody watched): start from the minimum.
+    pub fn reset(&mut self) {
+        self.backoff.reset();
+    }
+
     /// How long to wait after a session that ran for `ran` ended in an error at `now`: `played`
     /// when it had been playing, `limit` when the doorbell refused for its session limit;
     /// `rnd` in [0, 1) jitters the wait.
     pub fn after(&mut self, now: Instant, played: bool, ran: Duration, limit: bool, rnd: f64) -> Duration {
         if ran > HEALTHY_AFTER {
-            self.backoff = BACKOFF_MIN;
+            self.backoff.reset();
         }
-        let mut wait = self.backoff.mul_f64(0.5 + rnd * 0.5);
+        let mut wait = self.backoff.peek_jittered(rnd);
         // The first retry after a loss goes at once, unless the last one was recent too (a
         // doorbell that plays and drops again must not be hammered: backoff keeps growing).
         if played && self.instant_at.is_none_or(|t| now.saturating_duration_since(t) > HEALTHY_AFTER) {
             self.instant_at = Some(now);
-            self.backoff = BACKOFF_MIN;
+            self.backoff.reset();
             wait = Duration::ZERO;
         }
         if limit {
@@ -119,7 +126,7 @@ impl Retry {
         }
         if !wait.is_zero() {
             let fast = self.instant_at.is_some_and(|t| now.saturating_duration_since(t) < FAST_WINDOW);
-            self.backoff = (self.backoff * 2).min(if fast { BACKOFF_FAST_MAX } else { BACKOFF_MAX });
+            self.backoff.advance_capped(if fast { BACKOFF_FAST_MAX } else { BACKOFF_MAX });
         }
         wait
     }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Ctx;
-use crate::snapshot::auth;
+use crate::digest as auth;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -7,7 +7,7 @@
 //! is detected, so a ring's picture is made from it first and replaced by a full fetch after).
 
 mod archive;
-pub mod auth;
+use crate::digest as auth;
 pub mod keyframe;
 pub mod store;
 

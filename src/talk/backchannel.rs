@@ -12,7 +12,7 @@ use tokio::time::{timeout, Instant};
 
 use super::g711::Law;
 use super::probe::{self, Offer, Verdict, REQUIRE_BACKCHANNEL};
-use crate::rtsp::server::auth::digest_authorization;
+use crate::digest::{parse_challenges, simple_authorization as digest_authorization};
 use crate::rtsp::server::codec;
 
 /// Largest response head / body we buffer.
@@ -92,15 +92,10 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(Parsed, usize)>, &'static st
     Ok(Some((Parsed::Response(Response { status, headers, body }), total)))
 }
 
-/// `realm` and `nonce` of a Digest challenge.
+/// `realm` and `nonce` of a Digest challenge (the shared parser of [`crate::digest`]).
 fn digest_challenge(v: &str) -> Option<(String, String)> {
-    let rest = v.trim().strip_prefix("Digest")?;
-    let get = |key: &str| {
-        let i = rest.find(&format!("{key}=\""))? + key.len() + 2;
-        let j = rest[i..].find('"')? + i;
-        Some(rest[i..j].to_string())
-    };
-    Some((get("realm")?, get("nonce")?))
+    let c = parse_challenges(v.as_bytes()).into_iter().find(|c| c.scheme == "digest")?;
+    Some((c.param("realm")?.to_string(), c.param("nonce")?.to_string()))
 }
 
 /// Where and as whom to reach the doorbell.

@@ -1,9 +1,11 @@
-//! RTSP authentication, pure: Digest (RFC 2617, with or without `qop=auth`) and Basic.
+//! RTSP authentication of the bridge's viewers, pure: Digest (RFC 2617, with or without
+//! `qop=auth`) and Basic. Header parsing and hashing are the shared ones of [`crate::digest`].
 //! Used for viewers of the bridge and by the simulated doorbell.
 
 use base64::Engine;
-use md5::{Digest as _, Md5};
 use subtle::ConstantTimeEq;
+
+use crate::digest::{self, Algorithm, QopFields};
 
 /// The server side of one connection's challenge.
 #[derive(Debug, Clone)]
@@ -19,9 +21,10 @@ impl Challenge {
 
     /// `WWW-Authenticate` values: Digest first (what cameras and clients prefer), then Basic.
     pub fn headers(&self, basic: bool) -> Vec<(&'static str, String)> {
-        let mut h = vec![("WWW-Authenticate", format!("Digest realm=\"{}\", nonce=\"{}\"", self.realm, self.nonce))];
+        let realm = digest::quote(&self.realm);
+        let mut h = vec![("WWW-Authenticate", format!("Digest realm={realm}, nonce={}", digest::quote(&self.nonce)))];
         if basic {
-            h.push(("WWW-Authenticate", format!("Basic realm=\"{}\"", self.realm)));
+            h.push(("WWW-Authenticate", format!("Basic realm={realm}")));
         }
         h
     }
@@ -34,9 +37,11 @@ impl Challenge {
             let want = format!("{user}:{pass}");
             return bool::from(raw.ct_eq(want.as_bytes()));
         }
-        let Some(params) = a.strip_prefix("Digest ") else { return false };
-        let p = digest_params(params);
-        let get = |k: &str| p.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
+        if !a.starts_with("Digest ") {
+            return false;
+        }
+        let Some(p) = digest::parse_authorization(a.as_bytes()) else { return false };
+        let get = |k: &str| p.param(k);
         let (Some(u), Some(realm), Some(nonce), Some(uri), Some(resp)) =
             (get("username"), get("realm"), get("nonce"), get("uri"), get("response"))
         else {
@@ -45,51 +50,21 @@ impl Challenge {
         if u != user || realm != self.realm || nonce != self.nonce {
             return false;
         }
-        let ha1 = md5_hex(&format!("{user}:{realm}:{pass}"));
-        let ha2 = md5_hex(&format!("{method}:{uri}"));
-        let want = match (get("qop"), get("nc"), get("cnonce")) {
-            (Some(qop), Some(nc), Some(cnonce)) => md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")),
-            _ => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
+        // Our challenge names no algorithm, so the answer is MD5 (RFC 2617 default).
+        let alg = Algorithm::Md5;
+        let ha1 = digest::ha1(alg, user, realm, pass, nonce, "");
+        let ha2 = digest::ha2(alg, method, uri, false);
+        let qop = match (get("qop"), get("nc"), get("cnonce")) {
+            (Some(qop), Some(nc), Some(cnonce)) => Some(QopFields { qop, nc, cnonce }),
+            _ => None,
         };
+        let want = digest::response(alg, &ha1, nonce, &ha2, qop);
         bool::from(want.as_bytes().ct_eq(resp.to_ascii_lowercase().as_bytes()))
     }
 }
 
-fn md5_hex(s: &str) -> String {
-    hex::encode(Md5::digest(s.as_bytes()))
-}
-
-/// `k="v", k2=v2` -> pairs; bounded by the input (a request head is at most a few KiB).
-fn digest_params(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = s.trim();
-    while !rest.is_empty() && out.len() < 32 {
-        let Some(eq) = rest.find('=') else { break };
-        let key = rest[..eq].trim().trim_start_matches(',').trim().to_string();
-        rest = rest[eq + 1..].trim_start();
-        let value;
-        if let Some(r) = rest.strip_prefix('"') {
-            let end = r.find('"').unwrap_or(r.len());
-            value = r[..end].to_string();
-            rest = r.get(end + 1..).unwrap_or("");
-        } else {
-            let end = rest.find(',').unwrap_or(rest.len());
-            value = rest[..end].trim().to_string();
-            rest = &rest[end..];
-        }
-        rest = rest.trim_start().trim_start_matches(',').trim_start();
-        out.push((key, value));
-    }
-    out
-}
-
 /// A Digest `Authorization` value, for tests and for clients we write ourselves.
-pub fn digest_authorization(user: &str, pass: &str, realm: &str, nonce: &str, method: &str, uri: &str) -> String {
-    let ha1 = md5_hex(&format!("{user}:{realm}:{pass}"));
-    let ha2 = md5_hex(&format!("{method}:{uri}"));
-    let resp = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
-    format!("Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\"")
-}
+pub use crate::digest::simple_authorization as digest_authorization;
 
 #[cfg(test)]
 mod tests {
@@ -119,5 +94,17 @@ mod tests {
                  uri=\"/dir/index.html\", qop=auth, nc=00000001, cnonce=\"0a4f113b\", \
                  response=\"6629fae49393a05397450978507c4ef1\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"";
         assert!(c.check(Some(a), "GET", "Mufasa", "Circle Of Life"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_printable_credentials_round_trip(user in "[ -~]{0,24}", pass in "[ -~]{0,24}") {
+            // The client's quoting and the server's parsing are the shared ones: they must agree.
+            let c = Challenge { realm: "Doorbell \"Bridge\"".into(), nonce: "n1".into() };
+            let a = digest_authorization(&user, &pass, &c.realm, "n1", "DESCRIBE", "rtsp://h/main");
+            let wrong = format!("{}x", pass);
+            proptest::prop_assert!(c.check(Some(&a), "DESCRIBE", &user, &pass));
+            proptest::prop_assert!(!c.check(Some(&a), "DESCRIBE", &user, &wrong));
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! HTTP authentication towards the doorbell's snapshot URL: parse the 401's `WWW-Authenticate`
-//! challenges and answer whichever one we can, Digest (RFC 7616 / RFC 2617) preferred over Basic.
-//! Pure functions: the caller passes the client nonce in.
+//! HTTP and RTSP Digest authentication (RFC 7616 / RFC 2617 / RFC 2069), one implementation for
+//! both sides: the bridge answering the doorbell's challenges (snapshot URL, RTSP back channel) and
+//! the bridge checking its own viewers' answers (RTSP server, simulated doorbell). Header parsing,
+//! quoting and the response hash live here. Pure functions: the caller passes nonces in.
 
 use base64::Engine;
 use md5::Md5;
@@ -44,7 +45,7 @@ impl Algorithm {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Algorithm::Md5 => "MD5",
             Algorithm::Md5Sess => "MD5-sess",
@@ -53,7 +54,7 @@ impl Algorithm {
         }
     }
 
-    fn hash(self, s: &str) -> String {
+    pub fn hash(self, s: &str) -> String {
         match self {
             Algorithm::Md5 | Algorithm::Md5Sess => hex::encode(Md5::digest(s.as_bytes())),
             Algorithm::Sha256 | Algorithm::Sha256Sess => hex::encode(Sha256::digest(s.as_bytes())),
@@ -78,6 +79,15 @@ pub enum Qop {
     Auth,
     /// Only when the server offers nothing else; our requests are GETs with an empty body.
     AuthInt,
+}
+
+impl Qop {
+    pub fn name(self) -> &'static str {
+        match self {
+            Qop::Auth => "auth",
+            Qop::AuthInt => "auth-int",
+        }
+    }
 }
 
 /// The scheme to answer with.
@@ -218,6 +228,41 @@ fn digest_challenge(c: &Challenge) -> Option<DigestChallenge> {
     })
 }
 
+/// `H(A1)`: the secret part of the response; the `-sess` algorithms fold in both nonces.
+pub fn ha1(alg: Algorithm, username: &str, realm: &str, password: &str, nonce: &str, cnonce: &str) -> String {
+    let ha1 = alg.hash(&format!("{username}:{realm}:{password}"));
+    if matches!(alg, Algorithm::Md5Sess | Algorithm::Sha256Sess) {
+        alg.hash(&format!("{ha1}:{nonce}:{cnonce}"))
+    } else {
+        ha1
+    }
+}
+
+/// `H(A2)` of a request with an empty body (`auth-int` hashes that empty body).
+pub fn ha2(alg: Algorithm, method: &str, uri: &str, auth_int: bool) -> String {
+    if auth_int {
+        alg.hash(&format!("{method}:{uri}:{}", alg.hash("")))
+    } else {
+        alg.hash(&format!("{method}:{uri}"))
+    }
+}
+
+/// The `qop`, `nc` and `cnonce` fields exactly as they travel in the header.
+#[derive(Debug, Clone, Copy)]
+pub struct QopFields<'a> {
+    pub qop: &'a str,
+    pub nc: &'a str,
+    pub cnonce: &'a str,
+}
+
+/// `response` from its parts: `H(HA1:nonce:nc:cnonce:qop:HA2)`, or `H(HA1:nonce:HA2)` without qop.
+pub fn response(alg: Algorithm, ha1: &str, nonce: &str, ha2: &str, qop: Option<QopFields<'_>>) -> String {
+    match qop {
+        None => alg.hash(&format!("{ha1}:{nonce}:{ha2}")),
+        Some(q) => alg.hash(&format!("{ha1}:{nonce}:{}:{}:{}:{ha2}", q.nc, q.cnonce, q.qop)),
+    }
+}
+
 /// The `response` value of RFC 7616 section 3.4.1.
 pub fn digest_response(
     ch: &DigestChallenge,
@@ -229,24 +274,14 @@ pub fn digest_response(
     cnonce: &str,
 ) -> String {
     let alg = ch.algorithm;
-    let mut ha1 = alg.hash(&format!("{username}:{}:{password}", ch.realm));
-    if matches!(alg, Algorithm::Md5Sess | Algorithm::Sha256Sess) {
-        ha1 = alg.hash(&format!("{ha1}:{}:{cnonce}", ch.nonce));
-    }
-    let ha2 = match ch.qop {
-        Some(Qop::AuthInt) => alg.hash(&format!("{method}:{uri}:{}", alg.hash(""))),
-        _ => alg.hash(&format!("{method}:{uri}")),
-    };
-    match ch.qop {
-        None => alg.hash(&format!("{ha1}:{}:{ha2}", ch.nonce)),
-        Some(q) => {
-            let qop = if q == Qop::Auth { "auth" } else { "auth-int" };
-            alg.hash(&format!("{ha1}:{}:{nc:08x}:{cnonce}:{qop}:{ha2}", ch.nonce))
-        }
-    }
+    let ha1 = ha1(alg, username, &ch.realm, password, &ch.nonce, cnonce);
+    let ha2 = ha2(alg, method, uri, ch.qop == Some(Qop::AuthInt));
+    let nc = format!("{nc:08x}");
+    response(alg, &ha1, &ch.nonce, &ha2, ch.qop.map(|q| QopFields { qop: q.name(), nc: &nc, cnonce }))
 }
 
-fn quote(s: &str) -> String {
+/// A quoted-string: `"` and `\` escaped, as [`parse_challenges`] reads them back.
+pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -279,8 +314,7 @@ pub fn digest_authorization(
         ch.algorithm.name()
     );
     if let Some(q) = ch.qop {
-        let qop = if q == Qop::Auth { "auth" } else { "auth-int" };
-        h.push_str(&format!(", qop={qop}, nc={nc:08x}, cnonce={}", quote(cnonce)));
+        h.push_str(&format!(", qop={}, nc={nc:08x}, cnonce={}", q.name(), quote(cnonce)));
     }
     if let Some(o) = &ch.opaque {
         h.push_str(&format!(", opaque={}", quote(o)));
@@ -295,6 +329,20 @@ pub fn basic_authorization(username: &str, password: &str) -> String {
 /// A client nonce: 16 random bytes, hex.
 pub fn new_cnonce() -> String {
     hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// The RFC 2069 form (MD5, no qop) that RTSP cameras and clients speak: what the bridge sends the
+/// doorbell's RTSP server and what tests send the bridge's.
+pub fn simple_authorization(user: &str, pass: &str, realm: &str, nonce: &str, method: &str, uri: &str) -> String {
+    let alg = Algorithm::Md5;
+    let resp = response(alg, &ha1(alg, user, realm, pass, nonce, ""), nonce, &ha2(alg, method, uri, false), None);
+    format!(
+        "Digest username={}, realm={}, nonce={}, uri={}, response=\"{resp}\"",
+        quote(user),
+        quote(realm),
+        quote(nonce),
+        quote(uri)
+    )
 }
 
 /// Reads a Digest `Authorization` header (the simulator checks answers with it).
