@@ -119,8 +119,8 @@ async fn main() {
     let mut cfg = demo_config(&DemoOptions { http_port: 0, rtsp_port: 0, sim_port: 0, data_dir: None }, &sim);
     cfg.onvif.enabled = false;
     cfg.ring.min_gap_ms = 0;
-    cfg.clips.pre_roll_secs = pre;
-    cfg.clips.post_roll_secs = post;
+    cfg.clips.pre_roll_secs = Duration::from_secs(pre);
+    cfg.clips.post_roll_secs = Duration::from_secs(post);
     cfg.log_level = "warn".into();
     let app = App::build(cfg, dir.path().to_path_buf()).await.unwrap();
     let http = app.http_addr();

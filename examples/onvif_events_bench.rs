@@ -111,7 +111,7 @@ async fn main() {
     let sim = Sim::start(SimOptions::default()).await.unwrap();
     let mut cfg = demo_config(&DemoOptions { http_port: 0, rtsp_port: 0, sim_port: 0, data_dir: None }, &sim);
     cfg.coiot.unicast_port = None;
-    cfg.onvif.pull_timeout_secs = 60;
+    cfg.onvif.pull_timeout_secs = Duration::from_secs(60);
     let dir = std::env::temp_dir().join(format!("onvif-bench-{}", std::process::id()));
     let app = App::build(cfg.clone(), dir.clone()).await.unwrap();
     let http = app.http_addr();

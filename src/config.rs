@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -82,11 +83,11 @@ impl Default for Config {
         let mut streams = BTreeMap::new();
         streams.insert(
             "main".to_string(),
-            StreamConfig { path: "/Streaming/Channels/101/".into(), on_demand: false, linger_secs: 30 },
+            StreamConfig { path: "/Streaming/Channels/101/".into(), on_demand: false, linger_secs: DEFAULT_LINGER },
         );
         streams.insert(
             "sub".to_string(),
-            StreamConfig { path: "/Streaming/Channels/102/".into(), on_demand: true, linger_secs: 30 },
+            StreamConfig { path: "/Streaming/Channels/102/".into(), on_demand: true, linger_secs: DEFAULT_LINGER },
         );
         Config {
             log_level: "info".into(),
@@ -158,7 +159,8 @@ pub struct ServerConfig {
     pub max_rtsp_connections: usize,
     /// An RTSP viewer that accepts no data for this long is disconnected (a slow one skips
     /// to the next keyframe long before).
-    pub rtsp_stall_secs: u64,
+    #[serde(with = "values::secs")]
+    pub rtsp_stall_secs: Duration,
 }
 
 impl Default for ServerConfig {
@@ -174,7 +176,7 @@ impl Default for ServerConfig {
             trust_loopback: true,
             max_http_connections: 256,
             max_rtsp_connections: 128,
-            rtsp_stall_secs: 10,
+            rtsp_stall_secs: Duration::from_secs(10),
         }
     }
 }
@@ -188,12 +190,13 @@ pub struct StreamConfig {
     /// `false` keeps it open so new viewers start at once.
     pub on_demand: bool,
     /// On-demand streams stay open this long after the last viewer leaves.
-    pub linger_secs: u64,
+    #[serde(with = "values::secs")]
+    pub linger_secs: Duration,
 }
 
 impl Default for StreamConfig {
     fn default() -> Self {
-        StreamConfig { path: String::new(), on_demand: false, linger_secs: 30 }
+        StreamConfig { path: String::new(), on_demand: false, linger_secs: DEFAULT_LINGER }
     }
 }
 
@@ -211,13 +214,15 @@ struct NamedStreamLoose {
     path: String,
     #[serde(default)]
     on_demand: bool,
-    #[serde(default = "default_linger")]
-    linger_secs: u64,
+    #[serde(default = "default_linger", with = "values::secs")]
+    linger_secs: Duration,
 }
 
-fn default_linger() -> u64 {
-    30
+fn default_linger() -> Duration {
+    DEFAULT_LINGER
 }
+
+const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 
 fn streams_map_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, StreamConfig>, D::Error> {
     match StreamsRepr::deserialize(d).map_err(|_| {
@@ -245,9 +250,11 @@ pub struct OnvifConfig {
     pub video_motion_topic: String,
     pub field_detection_topic: String,
     /// Long-poll timeout of one PullMessages request.
-    pub pull_timeout_secs: u64,
+    #[serde(with = "values::secs")]
+    pub pull_timeout_secs: Duration,
     /// Requested subscription lifetime; renewed before it runs out.
-    pub subscription_secs: u64,
+    #[serde(with = "values::secs")]
+    pub subscription_secs: Duration,
 }
 
 impl Default for OnvifConfig {
@@ -257,8 +264,8 @@ impl Default for OnvifConfig {
             pir_topic: "tns1:RuleEngine/CellMotionDetector/Motion".into(),
             video_motion_topic: "tns1:VideoSource/MotionAlarm".into(),
             field_detection_topic: "tns1:RuleEngine/FieldDetector/ObjectsInside".into(),
-            pull_timeout_secs: 20,
-            subscription_secs: 600,
+            pull_timeout_secs: Duration::from_secs(20),
+            subscription_secs: Duration::from_secs(600),
         }
     }
 }
@@ -355,7 +362,8 @@ pub struct RingConfig {
     /// Presses closer together than this are one ring.
     pub min_gap_ms: u64,
     /// How long the `ring` sensor stays on when the input's release is never seen.
-    pub pressed_max_secs: u64,
+    #[serde(with = "values::secs")]
+    pub pressed_max_secs: Duration,
     /// Optional "DNS method": ring when the doorbell looks up one of these names
     /// (e.g. `alarm.eu.s3.amazonaws.com`, `alarm.use.s3.amazonaws.com`).
     pub dns_names: Vec<String>,
@@ -372,7 +380,7 @@ impl Default for RingConfig {
     fn default() -> Self {
         RingConfig {
             min_gap_ms: 3000,
-            pressed_max_secs: 10,
+            pressed_max_secs: Duration::from_secs(10),
             dns_names: Vec::new(),
             dns_listen: None,
             dns_upstream: None,
@@ -387,10 +395,12 @@ pub struct SnapshotConfig {
     /// Empty: the doorbell has none (firmware 211101); pictures come from the stream's keyframes.
     pub url: SnapshotUrl,
     /// A cached picture older than this is refreshed in the background.
-    pub max_age_secs: u64,
+    #[serde(with = "values::secs")]
+    pub max_age_secs: Duration,
     /// Never ask the doorbell for a picture more often than this.
     pub min_interval_ms: u64,
-    pub timeout_secs: u64,
+    #[serde(with = "values::secs")]
+    pub timeout_secs: Duration,
     /// Pictures kept per ring, by count and by total size.
     pub ring_images_keep: usize,
     pub ring_images_max_mb: u64,
@@ -402,9 +412,9 @@ impl Default for SnapshotConfig {
     fn default() -> Self {
         SnapshotConfig {
             url: SnapshotUrl::Default,
-            max_age_secs: 10,
+            max_age_secs: Duration::from_secs(10),
             min_interval_ms: 1000,
-            timeout_secs: 5,
+            timeout_secs: Duration::from_secs(5),
             ring_images_keep: 200,
             ring_images_max_mb: 200,
             on_motion: false,
@@ -419,15 +429,21 @@ impl Default for SnapshotConfig {
 pub struct ClipsConfig {
     /// Seconds before the press (from the keyframe at or before, so up to one GOP more); 0 turns
     /// clips off.
-    pub pre_roll_secs: u64,
-    pub post_roll_secs: u64,
+    #[serde(with = "values::secs")]
+    pub pre_roll_secs: Duration,
+    #[serde(with = "values::secs")]
+    pub post_roll_secs: Duration,
     /// The stream recorded (a key of `streams`).
     pub stream: String,
 }
 
 impl Default for ClipsConfig {
     fn default() -> Self {
-        ClipsConfig { pre_roll_secs: 4, post_roll_secs: 10, stream: "main".into() }
+        ClipsConfig {
+            pre_roll_secs: Duration::from_secs(4),
+            post_roll_secs: Duration::from_secs(10),
+            stream: "main".into(),
+        }
     }
 }
 
@@ -624,16 +640,19 @@ impl Config {
                 bad("ring.dns_names", "required with dns_listen: the names a press looks up");
             }
         }
-        if self.snapshot.timeout_secs == 0 {
+        if self.server.rtsp_stall_secs.is_zero() {
+            bad("server.rtsp_stall_secs", "must be at least 1");
+        }
+        if self.snapshot.timeout_secs.is_zero() {
             bad("snapshot.timeout_secs", "must be at least 1");
         }
-        if self.clips.pre_roll_secs > MAX_PRE_ROLL_SECS {
+        if self.clips.pre_roll_secs.as_secs() > MAX_PRE_ROLL_SECS {
             bad("clips.pre_roll_secs", &format!("must be from 0 (no clips) to {MAX_PRE_ROLL_SECS}"));
         }
-        if !(1..=MAX_POST_ROLL_SECS).contains(&self.clips.post_roll_secs) {
+        if !(1..=MAX_POST_ROLL_SECS).contains(&self.clips.post_roll_secs.as_secs()) {
             bad("clips.post_roll_secs", &format!("must be from 1 to {MAX_POST_ROLL_SECS}"));
         }
-        if self.clips.pre_roll_secs > 0 && !self.streams.contains_key(&self.clips.stream) {
+        if !self.clips.pre_roll_secs.is_zero() && !self.streams.contains_key(&self.clips.stream) {
             bad("clips.stream", "must name one of the streams");
         }
         p

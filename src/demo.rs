@@ -41,7 +41,7 @@ impl DemoTuning {
             cfg.server.trust_loopback = false;
         }
         if let Some(s) = self.clip_post_roll_secs {
-            cfg.clips.post_roll_secs = s;
+            cfg.clips.post_roll_secs = std::time::Duration::from_secs(s);
         }
     }
 }

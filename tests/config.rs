@@ -183,3 +183,49 @@ fn the_example_file_and_every_alternative_it_documents_load() {
     let p = Config::parse("doorbell: {host: 192.0.2.10}\nsnapshot: {url: ftp://x/y}\n").unwrap_err().to_string();
     assert!(p.contains("snapshot.url"), "{p}");
 }
+
+/// `*_secs` settings are whole seconds outside and a `Duration` inside: they read and write back
+/// as the same integers, and 0 is refused where it means nothing (all at once), kept where it means
+/// "off" (`clips.pre_roll_secs`).
+#[test]
+fn seconds_settings_round_trip_and_zero_is_refused_where_documented() {
+    let text = "doorbell: {host: h}\nserver: {rtsp_stall_secs: 3}\nstreams:\n  main: {path: /a, linger_secs: 7}\n\
+                onvif: {pull_timeout_secs: 11, subscription_secs: 900}\nring: {pressed_max_secs: 4}\n\
+                snapshot: {timeout_secs: 2, max_age_secs: 0}\nclips: {pre_roll_secs: 0, post_roll_secs: 5}\n";
+    let cfg = Config::parse(text).unwrap();
+    assert_eq!(cfg.server.rtsp_stall_secs, Duration::from_secs(3));
+    assert_eq!(cfg.streams["main"].linger_secs, Duration::from_secs(7));
+    assert_eq!(cfg.onvif.pull_timeout_secs, Duration::from_secs(11));
+    assert_eq!(cfg.onvif.subscription_secs, Duration::from_secs(900));
+    assert_eq!(cfg.ring.pressed_max_secs, Duration::from_secs(4));
+    assert_eq!(cfg.snapshot.timeout_secs, Duration::from_secs(2));
+    assert_eq!(cfg.snapshot.max_age_secs, Duration::ZERO);
+    assert_eq!(cfg.clips.pre_roll_secs, Duration::ZERO);
+    assert_eq!(cfg.clips.post_roll_secs, Duration::from_secs(5));
+    // Written back as the same integers, and read again to the same values.
+    let yaml = cfg.redacted_yaml();
+    for line in
+        ["rtsp_stall_secs: 3", "linger_secs: 7", "subscription_secs: 900", "timeout_secs: 2", "pre_roll_secs: 0"]
+    {
+        assert!(yaml.contains(line), "{line} not in\n{yaml}");
+    }
+    let again = Config::parse(&yaml).unwrap();
+    assert_eq!(again.streams, cfg.streams);
+    assert_eq!(again.onvif.subscription_secs, cfg.onvif.subscription_secs);
+    assert_eq!(again.clips.post_roll_secs, cfg.clips.post_roll_secs);
+
+    let p = Config::parse(
+        "doorbell: {host: h}\nserver: {rtsp_stall_secs: 0}\nsnapshot: {timeout_secs: 0}\nclips: {post_roll_secs: 0}\n",
+    )
+    .unwrap_err();
+    let all: Vec<String> = p.0.iter().map(|x| format!("{x}")).collect();
+    for want in [
+        "server.rtsp_stall_secs: must be at least 1",
+        "snapshot.timeout_secs: must be at least 1",
+        "clips.post_roll_secs: must be from 1 to 60",
+    ] {
+        assert!(all.iter().any(|x| x == want), "{want} not in {all:?}");
+    }
+    let p = Config::parse("doorbell: {host: h}\nsnapshot: {timeout_secs: -1}\n").unwrap_err();
+    assert!(p.0.iter().any(|x| x.path == "snapshot.timeout_secs" && x.why.starts_with("invalid value")), "{p}");
+}

@@ -169,7 +169,7 @@ fn options_json_and_defaults() {
     assert_eq!(cfg.doorbell.rtsp_port, 554);
     assert_eq!(cfg.server.rtsp_port, 8564);
     assert_eq!(cfg.server.http_port, 8565);
-    assert_eq!(cfg.streams["sub"].linger_secs, 5);
+    assert_eq!(cfg.streams["sub"].linger_secs, Duration::from_secs(5));
     assert!(cfg.streams["sub"].on_demand);
     assert!(!cfg.streams["main"].on_demand);
     assert_eq!(cfg.doorbell.password, Secret::new("ABCDEF"));

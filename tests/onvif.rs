@@ -249,7 +249,7 @@ impl Bridge {
     async fn start_in(sim: &Sim, dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Bridge {
         let opts = DemoOptions { http_port: 0, rtsp_port: 0, sim_port: 0, data_dir: None };
         let mut cfg = demo_config(&opts, sim);
-        cfg.onvif.pull_timeout_secs = 5;
+        cfg.onvif.pull_timeout_secs = Duration::from_secs(5);
         tweak(&mut cfg);
         let app = App::build(cfg, dir.path().to_path_buf()).await.unwrap();
         let http = app.http_addr();
@@ -512,8 +512,8 @@ async fn quirks_relative_time_refused_pull_limits_and_renewal() {
     sim.state.onvif.refuse_relative.store(true, std::sync::atomic::Ordering::SeqCst);
     // 90 s is over the sim's 60 s limit; a 6 s subscription must be renewed to survive.
     let bridge = Bridge::start(&sim, |c| {
-        c.onvif.pull_timeout_secs = 90;
-        c.onvif.subscription_secs = 6;
+        c.onvif.pull_timeout_secs = Duration::from_secs(90);
+        c.onvif.subscription_secs = Duration::from_secs(6);
     })
     .await;
     let mut sse = bridge.events().await;

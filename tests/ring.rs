@@ -804,7 +804,7 @@ async fn dns_method_forwards_and_rings_on_the_doorbells_lookup() {
 /// leave the `ring` sensor on past `ring.pressed_max_secs`.
 #[tokio::test]
 async fn shelly_goes_offline_after_its_validity_and_the_sensor_times_out() {
-    let r = start(|c| c.ring.pressed_max_secs = 1).await;
+    let r = start(|c| c.ring.pressed_max_secs = Duration::from_secs(1)).await;
     let to = r.coiot.unwrap();
     let s = StdUdp::bind("127.0.0.1:0").unwrap();
     // Validity 1.0 s (10 tenths).

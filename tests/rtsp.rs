@@ -237,7 +237,7 @@ async fn viewers_survive_a_doorbell_reboot_with_continuous_numbering() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_that_stops_reading_does_not_stall_the_others() {
-    let rig = Rig::start(|c| c.server.rtsp_stall_secs = 2).await;
+    let rig = Rig::start(|c| c.server.rtsp_stall_secs = Duration::from_secs(2)).await;
     rig.wait_main().await;
     let url = rig.url("main");
     // The stalled viewer: tiny receive buffer, plays, never reads again.
@@ -325,7 +325,7 @@ async fn bad_requests_get_4xx_and_viewers_off_loopback_need_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_demand_stream_frees_the_doorbell_slot_and_the_session_limit_is_respected() {
-    let rig = Rig::start(|c| c.streams.get_mut("sub").unwrap().linger_secs = 1).await;
+    let rig = Rig::start(|c| c.streams.get_mut("sub").unwrap().linger_secs = Duration::from_secs(1)).await;
     rig.wait_main().await;
     // Two more sessions on the doorbell taken by someone else: the sim is now full (3).
     let sim_url = format!("rtsp://{}/Streaming/Channels/102/", rig.sim.rtsp_addr);

@@ -45,7 +45,7 @@ fn config(sim: &Sim) -> Config {
     cfg.doorbell.http_port = sim.http_addr.port();
     cfg.doorbell.password = Secret::new(sim.opts.password.clone());
     cfg.snapshot.min_interval_ms = 0;
-    cfg.snapshot.timeout_secs = 5;
+    cfg.snapshot.timeout_secs = Duration::from_secs(5);
     cfg
 }
 
@@ -109,7 +109,7 @@ async fn failing_doorbell_still_serves_cached_picture() {
     let sim = Sim::start(SimOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&sim);
-    cfg.snapshot.max_age_secs = 0; // always stale: every request triggers a background refresh
+    cfg.snapshot.max_age_secs = Duration::ZERO; // always stale: every request triggers a background refresh
     let (snaps, _) = service(&cfg, dir.path());
     let first = snaps.latest().await.expect("first fetch");
     sim.state.snapshot.set(Mode::Fail, None);
@@ -133,7 +133,7 @@ async fn slow_doorbell_cached_picture_at_once() {
     let sim = Sim::start(SimOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&sim);
-    cfg.snapshot.max_age_secs = 0;
+    cfg.snapshot.max_age_secs = Duration::ZERO;
     let (snaps, _) = service(&cfg, dir.path());
     snaps.latest().await.expect("first fetch");
     sim.state.snapshot.set(Mode::Slow, Some(3000));
@@ -155,7 +155,7 @@ async fn timeout_falls_back_to_keyframe() {
     sim.state.snapshot.set(Mode::Slow, Some(5000));
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&sim);
-    cfg.snapshot.timeout_secs = 1;
+    cfg.snapshot.timeout_secs = Duration::from_secs(1);
     let (snaps, _) = service(&cfg, dir.path());
     snaps.set_keyframe_source(keyframes());
     let t = Instant::now();

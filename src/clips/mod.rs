@@ -53,12 +53,12 @@ impl Clips {
     /// Opens the clips in `<data_dir>/rings`; drops those whose rings the history no longer holds.
     pub fn new(config: &Config, data_dir: &Path, bus: &Bus, snapshots: &Snapshots) -> Arc<Clips> {
         let c = &config.clips;
-        let enabled = c.pre_roll_secs > 0 && config.streams.contains_key(&c.stream);
+        let enabled = !c.pre_roll_secs.is_zero() && config.streams.contains_key(&c.stream);
         let clips = Clips {
             enabled,
             stream: c.stream.clone(),
-            pre_roll: Duration::from_secs(c.pre_roll_secs),
-            post_roll: Duration::from_secs(c.post_roll_secs),
+            pre_roll: c.pre_roll_secs,
+            post_roll: c.post_roll_secs,
             max_bytes: config.snapshot.ring_images_max_mb * 1024 * 1024,
             index: Mutex::new(ClipIndex::open(&data_dir.join("rings"))),
             counters: Counters::default(),

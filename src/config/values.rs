@@ -63,3 +63,18 @@ impl Serialize for SnapshotUrl {
         }
     }
 }
+
+/// `*_secs` settings: whole seconds outside (YAML, options, `check-config`), a `Duration` inside.
+pub mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+
+    pub fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(v.as_secs())
+    }
+}

@@ -55,7 +55,7 @@ pub struct PullPoint {
 impl PullPoint {
     pub fn new(device: Arc<Device>, cfg: OnvifConfig, bus: Arc<Bus>) -> PullPoint {
         let table = Table::from_config(&cfg);
-        let pull_timeout = cfg.pull_timeout_secs.clamp(1, 600);
+        let pull_timeout = cfg.pull_timeout_secs.as_secs().clamp(1, 600);
         PullPoint {
             device,
             cfg,
@@ -206,7 +206,7 @@ impl PullPoint {
 
     /// Create (falling back to an absolute termination time when a relative one is refused).
     async fn subscribe(&mut self, events: &str) -> Result<Subscription, CallError> {
-        let secs = self.cfg.subscription_secs.clamp(5, 86_400);
+        let secs = self.cfg.subscription_secs.as_secs().clamp(5, 86_400);
         for _ in 0..2 {
             let body = soap::body_create_pullpoint(&self.termination(secs));
             match self.device.call(soap::ACTION_CREATE_PULLPOINT, events, "", &body, CALL_TIMEOUT).await {
@@ -228,7 +228,7 @@ impl PullPoint {
 
     /// When to renew, from the lifetime the device granted.
     fn renew_due(&self, sub: &Subscription, from: Instant) -> Instant {
-        let requested = self.cfg.subscription_secs.clamp(5, 86_400) as f64;
+        let requested = self.cfg.subscription_secs.as_secs().clamp(5, 86_400) as f64;
         let granted = match (sub.current_time, sub.termination_time) {
             (Some(c), Some(t)) if t > c => (t - c).num_milliseconds() as f64 / 1000.0,
             _ => requested,
@@ -239,7 +239,7 @@ impl PullPoint {
     }
 
     async fn renew(&mut self, sub: &mut Subscription) -> Result<(), CallError> {
-        let secs = self.cfg.subscription_secs.clamp(5, 86_400);
+        let secs = self.cfg.subscription_secs.as_secs().clamp(5, 86_400);
         for _ in 0..2 {
             let body = soap::body_renew(&self.termination(secs));
             match self

@@ -149,7 +149,8 @@ pub async fn run_detector(
     shutdown: CancellationToken,
 ) {
     let start = Instant::now();
-    let mut det = Detector::new(cfg.ring.min_gap_ms, cfg.ring.pressed_max_secs.saturating_mul(1000));
+    let mut det =
+        Detector::new(cfg.ring.min_gap_ms, u64::try_from(cfg.ring.pressed_max_secs.as_millis()).unwrap_or(u64::MAX));
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

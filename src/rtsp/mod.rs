@@ -12,7 +12,6 @@ pub mod viewer;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -128,11 +127,7 @@ pub async fn run(
         let up = upstream::Upstream { url, creds: creds.clone() };
         tasks.spawn(upstream::run(s.clone(), up, shutdown.clone()));
     }
-    let ctx = Arc::new(server::ServerCtx {
-        hub: hub.clone(),
-        access,
-        stall: Duration::from_secs(config.server.rtsp_stall_secs.max(1)),
-    });
+    let ctx = Arc::new(server::ServerCtx { hub: hub.clone(), access, stall: config.server.rtsp_stall_secs });
     tasks.spawn(server::serve(listener, ctx, config.server.max_rtsp_connections, shutdown.clone()));
     while tasks.join_next().await.is_some() {}
 }

@@ -195,7 +195,7 @@ async fn run_once(
     tracing::info!("stream {}: playing {}", hub.name, up.url.path());
     hub.begin_session(desc);
     let mut demand = hub.demand_watch();
-    let linger = Duration::from_secs(hub.config.linger_secs);
+    let linger = hub.config.linger_secs;
     let mut idle_since: Option<Instant> = None;
     // One ticker checks for silence, rather than a timer armed and cancelled for every packet.
     let mut tick = tokio::time::interval(Duration::from_millis(500));

@@ -141,7 +141,7 @@ impl Snapshots {
                 Some(format!("http://{}:{}/onvif/snapshot.jpg", cfg.doorbell.host, cfg.doorbell.http_port))
             }
         };
-        let timeout = Duration::from_secs(cfg.snapshot.timeout_secs.max(1));
+        let timeout = cfg.snapshot.timeout_secs;
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -165,7 +165,7 @@ impl Snapshots {
             username: cfg.doorbell.username.clone(),
             password: cfg.doorbell.password.clone(),
             client,
-            max_age: Duration::from_secs(cfg.snapshot.max_age_secs),
+            max_age: cfg.snapshot.max_age_secs,
             min_interval: Duration::from_millis(cfg.snapshot.min_interval_ms),
             streams,
             on_motion: cfg.snapshot.on_motion,
