@@ -15,7 +15,7 @@ pub mod store;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Bus, Payload};
-use crate::media::{KeyframeSource, VideoCodec};
+use crate::media::KeyframeSource;
 use archive::StoreView;
 use fetcher::Fetcher;
 use latest::Latest;
@@ -59,14 +59,12 @@ impl Image {
 
 #[derive(Default)]
 struct Counters {
-    keyframe_jpegs: AtomicU64,
     ring_images: AtomicU64,
     disk_errors: AtomicU64,
 }
 
 pub struct Snapshots {
     fetcher: Fetcher,
-    streams: Vec<String>,
     on_motion: bool,
     latest: Latest,
     refreshing: AtomicBool,
@@ -78,12 +76,6 @@ pub struct Snapshots {
     recent: Mutex<VecDeque<(u64, Image)>>,
     /// Pictures the disk refused, oldest first, at most UNWRITTEN_MAX_BYTES.
     unwritten: Mutex<VecDeque<(u64, Image, &'static str)>>,
-    keyframes: OnceLock<Arc<dyn KeyframeSource>>,
-    /// The last keyframe turned into a JPEG: (stream, captured) -> picture.
-    keyframe_jpeg: Mutex<Option<(String, DateTime<Utc>, Image)>>,
-    /// One keyframe decode at a time: a 1536x2048 decoder holds tens of MB, and a burst of rings
-    /// asks for the same keyframe many times over (the later ones then find it made).
-    decoding: tokio::sync::Mutex<()>,
     data_dir: PathBuf,
     bus: Arc<Bus>,
     counters: Counters,
@@ -121,17 +113,13 @@ impl Snapshots {
         streams.extend(cfg.streams.keys().filter(|k| *k != "main").cloned());
         Snapshots {
             fetcher: Fetcher::new(cfg, timeout),
-            streams,
             on_motion: cfg.snapshot.on_motion,
-            latest: Latest::new(Duration::from_secs(cfg.snapshot.max_age_secs)),
+            latest: Latest::new(Duration::from_secs(cfg.snapshot.max_age_secs), streams),
             refreshing: AtomicBool::new(false),
             store_view: Arc::new(Mutex::new(Arc::new(StoreView::of(&store)))),
             store: Arc::new(Mutex::new(store)),
             recent: Mutex::new(VecDeque::new()),
             unwritten: Mutex::new(VecDeque::new()),
-            keyframes: OnceLock::new(),
-            keyframe_jpeg: Mutex::new(None),
-            decoding: tokio::sync::Mutex::new(()),
             data_dir: data_dir.to_path_buf(),
             bus,
             counters: Counters::default(),
@@ -144,7 +132,7 @@ impl Snapshots {
 
     /// The RTSP hub, for pictures made from its cached keyframe.
     pub fn set_keyframe_source(&self, src: Arc<dyn KeyframeSource>) {
-        let _ = self.keyframes.set(src);
+        self.latest.set_keyframe_source(src);
     }
 
     /// Counts for tests and `/metrics`: (doorbell fetches, failures, keyframe JPEGs made).
@@ -152,7 +140,7 @@ impl Snapshots {
         (
             self.fetcher.fetches.load(Relaxed),
             self.fetcher.failures.load(Relaxed),
-            self.counters.keyframe_jpegs.load(Relaxed),
+            self.latest.keyframe_jpegs.load(Relaxed),
         )
     }
 
@@ -205,33 +193,7 @@ impl Snapshots {
 
     /// A JPEG of the newest keyframe the hub holds; made once per keyframe.
     pub async fn keyframe_image(&self) -> Option<Image> {
-        let src = self.keyframes.get()?.clone();
-        let kf = self.streams.iter().find_map(|s| src.latest_keyframe(s))?;
-        if kf.codec != VideoCodec::H264 {
-            return None;
-        }
-        let _one = self.decoding.lock().await;
-        if let Some((stream, captured, img)) = lock(&self.keyframe_jpeg).as_ref() {
-            if *stream == kf.stream && *captured == kf.captured {
-                return Some(img.clone());
-            }
-        }
-        let annexb = kf.annexb.clone();
-        let made =
-            tokio::task::spawn_blocking(move || keyframe::keyframe_to_jpeg(&annexb, keyframe::JPEG_QUALITY)).await;
-        match made {
-            Ok(Ok((jpeg, _, _))) => {
-                self.counters.keyframe_jpegs.fetch_add(1, Relaxed);
-                let img = Image::new(Bytes::from(jpeg), kf.captured);
-                *lock(&self.keyframe_jpeg) = Some((kf.stream.clone(), kf.captured, img.clone()));
-                Some(img)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!("cannot make a picture from the {} stream's keyframe: {}", kf.stream, e.msg());
-                None
-            }
-            Err(_) => None,
-        }
+        self.latest.keyframe_image().await
     }
 
     /// The owner task of the pictures events ask for: one for every ring, and with
@@ -302,7 +264,7 @@ impl Snapshots {
                 "snapshot_keyframe_jpegs_total",
                 Counter,
                 "Pictures made from a keyframe.",
-                c.keyframe_jpegs.load(Relaxed),
+                self.latest.keyframe_jpegs.load(Relaxed),
             ),
             ("snapshot_ring_images_total", Counter, "Ring pictures kept.", c.ring_images.load(Relaxed)),
             ("snapshot_disk_errors_total", Counter, "Ring pictures the disk refused.", c.disk_errors.load(Relaxed)),
