@@ -1,10 +1,11 @@
 //! The ring archive's side of `Snapshots`: each ring's picture, taken once (keyframe first, then
 //! the doorbell's full-quality one), served from memory until the disk has it, kept with the ring
-//! history in the store. The store's lock is taken only on blocking threads; the runtime's threads
-//! read `StoreView`, a copy made after each change.
+//! history in the store. The store has one owner, a thread of its own that runs the archive's
+//! commands one after another, so no lock guards it and its disk I/O never blocks the runtime;
+//! the runtime's threads read `StoreView`, a copy made after each change.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -50,17 +51,7 @@ impl Snapshots {
     }
 
     async fn with_store<R: Send + 'static>(&self, f: impl FnOnce(&mut Store) -> R + Send + 'static) -> R {
-        let (store, view) = (self.store.clone(), self.store_view.clone());
-        let run = move || {
-            let mut s = lock(&store);
-            let r = f(&mut s);
-            *lock(&view) = Arc::new(StoreView::of(&s));
-            r
-        };
-        match tokio::task::spawn_blocking(run).await {
-            Ok(r) => r,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
+        self.store.run(f).await
     }
 
     /// Serves the picture from memory at once, then keeps it on disk (atomically, synced).
@@ -176,7 +167,7 @@ impl Snapshots {
 
     /// The persisted ring history, oldest first.
     pub fn ring_history(&self) -> Vec<store::Entry> {
-        lock(&self.store_view).entries.clone()
+        self.store.view().entries.clone()
     }
 
     /// Rings whose picture is served from memory or still being taken (maybe not on disk yet).
@@ -188,7 +179,57 @@ impl Snapshots {
 
     /// Bytes of ring pictures on disk.
     pub fn ring_images_bytes(&self) -> u64 {
-        lock(&self.store_view).bytes
+        self.store.view().bytes
+    }
+}
+
+/// A command to the store's owner: runs there with the store, sends its answer back itself.
+type Command = Box<dyn FnOnce(&mut Store) + Send>;
+
+/// The handle to the thread that owns the ring store. Dropping it ends the thread once the
+/// commands already sent have run.
+pub(super) struct StoreOwner {
+    commands: std::sync::mpsc::Sender<Command>,
+    /// What the store held after its last command, for the runtime's threads (`/api/rings`,
+    /// `/metrics`): they never wait on the store's disk I/O. Its lock is held only to swap it.
+    view: Arc<Mutex<Arc<StoreView>>>,
+}
+
+impl StoreOwner {
+    pub(super) fn spawn(mut store: Store) -> StoreOwner {
+        let view = Arc::new(Mutex::new(Arc::new(StoreView::of(&store))));
+        let (commands, rx) = std::sync::mpsc::channel::<Command>();
+        let published = view.clone();
+        let owner = move || {
+            while let Ok(command) = rx.recv() {
+                // A command that panics loses its answer (its caller sees that), not the store.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command(&mut store)));
+                *lock(&published) = Arc::new(StoreView::of(&store));
+            }
+        };
+        if let Err(e) = std::thread::Builder::new().name("ring-archive".into()).spawn(owner) {
+            tracing::error!("cannot start the ring archive: {e}");
+        }
+        StoreOwner { commands, view }
+    }
+
+    /// Runs `f` on the owner with the store and waits for its answer.
+    pub(super) async fn run<R: Send + 'static>(&self, f: impl FnOnce(&mut Store) -> R + Send + 'static) -> R {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let command: Command = Box::new(move |s| {
+            let _ = tx.send(f(s));
+        });
+        if self.commands.send(command).is_err() {
+            panic!("the ring archive's owner thread is gone");
+        }
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => panic!("a ring archive command failed"),
+        }
+    }
+
+    pub(super) fn view(&self) -> Arc<StoreView> {
+        lock(&self.view).clone()
     }
 }
 

@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Bus, Payload};
 use crate::media::KeyframeSource;
-use archive::StoreView;
+use archive::StoreOwner;
 use fetcher::Fetcher;
 use latest::Latest;
 use store::Store;
@@ -68,11 +68,8 @@ pub struct Snapshots {
     on_motion: bool,
     latest: Latest,
     refreshing: AtomicBool,
-    /// Locked only on blocking threads (`with_store`): it is held while pictures sync to disk.
-    store: Arc<Mutex<Store>>,
-    /// What the store held after its last change, for the runtime's threads (`/api/rings`,
-    /// `/metrics`): they never wait on the store's disk I/O.
-    store_view: Arc<Mutex<Arc<StoreView>>>,
+    /// The ring store's owner thread: the only place its disk I/O happens.
+    store: StoreOwner,
     recent: Mutex<VecDeque<(u64, Image)>>,
     /// Pictures the disk refused, oldest first, at most UNWRITTEN_MAX_BYTES.
     unwritten: Mutex<VecDeque<(u64, Image, &'static str)>>,
@@ -116,8 +113,7 @@ impl Snapshots {
             on_motion: cfg.snapshot.on_motion,
             latest: Latest::new(Duration::from_secs(cfg.snapshot.max_age_secs), streams),
             refreshing: AtomicBool::new(false),
-            store_view: Arc::new(Mutex::new(Arc::new(StoreView::of(&store)))),
-            store: Arc::new(Mutex::new(store)),
+            store: StoreOwner::spawn(store),
             recent: Mutex::new(VecDeque::new()),
             unwritten: Mutex::new(VecDeque::new()),
             data_dir: data_dir.to_path_buf(),
