@@ -4,7 +4,8 @@
 //! commands one after another, so no lock guards it and its disk I/O never blocks the runtime;
 //! the runtime's threads read `StoreView`, a copy made after each change.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,27 +22,27 @@ impl Snapshots {
     /// fetch from the doorbell replaces it. Both kept on disk.
     pub async fn take_for_ring(&self, id: u64) {
         let asked = Instant::now();
-        lock(&self.pending).insert(id);
-        let _done = Pending { snaps: self, id };
+        lock(&self.archive.pending).insert(id);
+        let _done = Pending { archive: &self.archive, id };
         let ring = self
             .bus
             .state()
             .last_ring
             .filter(|r| r.id == id)
             .unwrap_or_else(|| Ring::new(id, Utc::now(), RingSource::Other("unknown".into()), None));
-        self.with_store(move |s| s.add_ring(&ring)).await;
+        self.archive.with_store(move |s| s.add_ring(&ring)).await;
         let mut have = false;
         if let Some(img) = self.keyframe_image().await {
-            self.put_ring_image(id, img, "keyframe").await;
+            self.archive.put_ring_image(id, img, "keyframe").await;
             have = true;
-            self.ring_ready(id);
+            self.archive.ring_ready(id);
         }
         match self.refresh(asked, true).await {
-            Ok(img) => self.put_ring_image(id, img, "doorbell").await,
+            Ok(img) => self.archive.put_ring_image(id, img, "doorbell").await,
             Err(e) if !have => {
                 // Last resort: the cached picture, however old, beats none.
                 if let Some((img, _)) = self.cached() {
-                    self.put_ring_image(id, img, "cache").await;
+                    self.archive.put_ring_image(id, img, "cache").await;
                 } else {
                     tracing::warn!(ring = id, "no picture for this ring: {}", e.msg());
                 }
@@ -50,12 +51,84 @@ impl Snapshots {
         }
     }
 
-    async fn with_store<R: Send + 'static>(&self, f: impl FnOnce(&mut Store) -> R + Send + 'static) -> R {
+    /// The picture of ring `id`; while it is being taken (the ring just happened), waits for it
+    /// up to the fetch timeout.
+    pub async fn ring_image(&self, id: u64) -> Result<Image> {
+        let deadline = tokio::time::Instant::now() + self.timeout + Duration::from_secs(1);
+        loop {
+            let notified = self.archive.taken.notified();
+            match self.archive.ring_image_now(id).await {
+                Ok(img) => return Ok(img),
+                Err(e) => {
+                    let in_store = self.archive.with_store(move |s| s.entries.contains_key(&id)).await;
+                    // Also the instant between the ring event and its picture task starting.
+                    let just_rung = !in_store && self.bus.state().last_ring.is_some_and(|r| r.id == id);
+                    if !(lock(&self.archive.pending).contains(&id) || just_rung) {
+                        return Err(e);
+                    }
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The persisted ring history, oldest first.
+    pub fn ring_history(&self) -> Vec<store::Entry> {
+        self.archive.store.view().entries.clone()
+    }
+
+    /// Rings whose picture is served from memory or still being taken (maybe not on disk yet).
+    pub fn rings_in_flight(&self) -> std::collections::BTreeSet<u64> {
+        let mut ids: std::collections::BTreeSet<u64> = lock(&self.archive.recent).iter().map(|(i, _)| *i).collect();
+        ids.extend(lock(&self.archive.pending).iter().copied());
+        ids
+    }
+
+    /// Bytes of ring pictures on disk.
+    pub fn ring_images_bytes(&self) -> u64 {
+        self.archive.store.view().bytes
+    }
+}
+
+/// The ring pictures: the store (through its owner) and the pictures still in memory.
+pub(super) struct Archive {
+    store: StoreOwner,
+    recent: Mutex<VecDeque<(u64, Image)>>,
+    /// Pictures the disk refused, oldest first, at most UNWRITTEN_MAX_BYTES.
+    unwritten: Mutex<VecDeque<(u64, Image, &'static str)>>,
+    /// Rings whose first picture is being taken; requests for them wait instead of a 404.
+    pending: Mutex<BTreeSet<u64>>,
+    taken: tokio::sync::Notify,
+    pub(super) ring_images: AtomicU64,
+    pub(super) disk_errors: AtomicU64,
+}
+
+impl Archive {
+    pub(super) fn new(store: Store) -> Archive {
+        Archive {
+            store: StoreOwner::spawn(store),
+            recent: Mutex::new(VecDeque::new()),
+            unwritten: Mutex::new(VecDeque::new()),
+            pending: Mutex::new(BTreeSet::new()),
+            taken: tokio::sync::Notify::new(),
+            ring_images: AtomicU64::new(0),
+            disk_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Ring pictures waiting for the disk.
+    pub(super) fn unwritten_len(&self) -> usize {
+        lock(&self.unwritten).len()
+    }
+
+    pub(super) async fn with_store<R: Send + 'static>(&self, f: impl FnOnce(&mut Store) -> R + Send + 'static) -> R {
         self.store.run(f).await
     }
 
     /// Serves the picture from memory at once, then keeps it on disk (atomically, synced).
-    async fn put_ring_image(&self, id: u64, img: Image, origin: &'static str) {
+    pub(super) async fn put_ring_image(&self, id: u64, img: Image, origin: &'static str) {
         {
             let mut r = lock(&self.recent);
             r.retain(|(i, _)| *i != id);
@@ -65,13 +138,13 @@ impl Snapshots {
             }
         }
         self.taken.notify_waiters();
-        self.counters.ring_images.fetch_add(1, Relaxed);
+        self.ring_images.fetch_add(1, Relaxed);
         let ok = self.write_ring_image(id, img.clone(), origin).await;
         if ok {
             lock(&self.unwritten).retain(|(i, _, _)| *i != id);
             self.flush_unwritten().await;
         } else {
-            self.counters.disk_errors.fetch_add(1, Relaxed);
+            self.disk_errors.fetch_add(1, Relaxed);
             let mut u = lock(&self.unwritten);
             u.retain(|(i, _, _)| *i != id);
             u.push_back((id, img, origin));
@@ -84,7 +157,7 @@ impl Snapshots {
     }
 
     /// Writes a ring's picture; drops from memory what retention dropped from disk.
-    async fn write_ring_image(&self, id: u64, img: Image, origin: &'static str) -> bool {
+    pub(super) async fn write_ring_image(&self, id: u64, img: Image, origin: &'static str) -> bool {
         let taken = crate::events::now_string(img.taken);
         let (ok, on_disk) = self
             .with_store(move |s| {
@@ -100,7 +173,7 @@ impl Snapshots {
     }
 
     /// The disk takes writes again: keep what it refused before.
-    async fn flush_unwritten(&self) {
+    pub(super) async fn flush_unwritten(&self) {
         let waiting: Vec<(u64, Image, &'static str)> = lock(&self.unwritten).iter().cloned().collect();
         for (id, img, origin) in waiting {
             // When retention already dropped the ring, there is nothing to keep: go on.
@@ -113,35 +186,12 @@ impl Snapshots {
         }
     }
 
-    fn ring_ready(&self, id: u64) {
+    pub(super) fn ring_ready(&self, id: u64) {
         lock(&self.pending).remove(&id);
         self.taken.notify_waiters();
     }
 
-    /// The picture of ring `id`; while it is being taken (the ring just happened), waits for it
-    /// up to the fetch timeout.
-    pub async fn ring_image(&self, id: u64) -> Result<Image> {
-        let deadline = tokio::time::Instant::now() + self.timeout + Duration::from_secs(1);
-        loop {
-            let notified = self.taken.notified();
-            match self.ring_image_now(id).await {
-                Ok(img) => return Ok(img),
-                Err(e) => {
-                    let in_store = self.with_store(move |s| s.entries.contains_key(&id)).await;
-                    // Also the instant between the ring event and its picture task starting.
-                    let just_rung = !in_store && self.bus.state().last_ring.is_some_and(|r| r.id == id);
-                    if !(lock(&self.pending).contains(&id) || just_rung) {
-                        return Err(e);
-                    }
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-    }
-
-    async fn ring_image_now(&self, id: u64) -> Result<Image> {
+    pub(super) async fn ring_image_now(&self, id: u64) -> Result<Image> {
         let not_found = || err(ErrorKind::NotFound, format!("no picture for ring {id}"));
         if let Some((_, img)) = lock(&self.recent).iter().find(|(i, _)| *i == id) {
             return Ok(img.clone());
@@ -163,23 +213,6 @@ impl Snapshots {
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_else(Utc::now);
         Ok(Image::new(Bytes::from(bytes), taken))
-    }
-
-    /// The persisted ring history, oldest first.
-    pub fn ring_history(&self) -> Vec<store::Entry> {
-        self.store.view().entries.clone()
-    }
-
-    /// Rings whose picture is served from memory or still being taken (maybe not on disk yet).
-    pub fn rings_in_flight(&self) -> std::collections::BTreeSet<u64> {
-        let mut ids: std::collections::BTreeSet<u64> = lock(&self.recent).iter().map(|(i, _)| *i).collect();
-        ids.extend(lock(&self.pending).iter().copied());
-        ids
-    }
-
-    /// Bytes of ring pictures on disk.
-    pub fn ring_images_bytes(&self) -> u64 {
-        self.store.view().bytes
     }
 }
 
@@ -247,12 +280,12 @@ impl StoreView {
 
 /// Marks a ring's picture as taken (or given up) however `take_for_ring` ends.
 struct Pending<'a> {
-    snaps: &'a Snapshots,
+    archive: &'a Archive,
     id: u64,
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.snaps.ring_ready(self.id);
+        self.archive.ring_ready(self.id);
     }
 }

@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Bus, Payload};
 use crate::media::KeyframeSource;
-use archive::StoreOwner;
+use archive::Archive;
 use fetcher::Fetcher;
 use latest::Latest;
 use store::Store;
@@ -57,28 +57,15 @@ impl Image {
     }
 }
 
-#[derive(Default)]
-struct Counters {
-    ring_images: AtomicU64,
-    disk_errors: AtomicU64,
-}
-
 pub struct Snapshots {
     fetcher: Fetcher,
     on_motion: bool,
     latest: Latest,
     refreshing: AtomicBool,
-    /// The ring store's owner thread: the only place its disk I/O happens.
-    store: StoreOwner,
-    recent: Mutex<VecDeque<(u64, Image)>>,
-    /// Pictures the disk refused, oldest first, at most UNWRITTEN_MAX_BYTES.
-    unwritten: Mutex<VecDeque<(u64, Image, &'static str)>>,
+    /// Ring pictures: the store's owner thread and the pictures still in memory.
+    archive: Archive,
     data_dir: PathBuf,
     bus: Arc<Bus>,
-    counters: Counters,
-    /// Rings whose first picture is being taken; requests for them wait instead of a 404.
-    pending: Mutex<std::collections::BTreeSet<u64>>,
-    taken: tokio::sync::Notify,
     timeout: Duration,
     /// Id of the last bus event `run` acted on.
     handled: AtomicU64,
@@ -113,14 +100,9 @@ impl Snapshots {
             on_motion: cfg.snapshot.on_motion,
             latest: Latest::new(Duration::from_secs(cfg.snapshot.max_age_secs), streams),
             refreshing: AtomicBool::new(false),
-            store: StoreOwner::spawn(store),
-            recent: Mutex::new(VecDeque::new()),
-            unwritten: Mutex::new(VecDeque::new()),
+            archive: Archive::new(store),
             data_dir: data_dir.to_path_buf(),
             bus,
-            counters: Counters::default(),
-            pending: Mutex::new(Default::default()),
-            taken: tokio::sync::Notify::new(),
             timeout,
             handled: AtomicU64::new(bus_last_id),
         }
@@ -247,7 +229,6 @@ impl Snapshots {
 
     pub fn metrics(&self, out: &mut crate::metrics::Metrics) {
         use crate::metrics::Kind::{Counter, Gauge};
-        let c = &self.counters;
         let lines = [
             ("snapshot_fetches_total", Counter, "Pictures asked of the doorbell.", self.fetcher.fetches.load(Relaxed)),
             (
@@ -262,14 +243,19 @@ impl Snapshots {
                 "Pictures made from a keyframe.",
                 self.latest.keyframe_jpegs.load(Relaxed),
             ),
-            ("snapshot_ring_images_total", Counter, "Ring pictures kept.", c.ring_images.load(Relaxed)),
-            ("snapshot_disk_errors_total", Counter, "Ring pictures the disk refused.", c.disk_errors.load(Relaxed)),
+            ("snapshot_ring_images_total", Counter, "Ring pictures kept.", self.archive.ring_images.load(Relaxed)),
+            (
+                "snapshot_disk_errors_total",
+                Counter,
+                "Ring pictures the disk refused.",
+                self.archive.disk_errors.load(Relaxed),
+            ),
             ("snapshot_ring_images_bytes", Gauge, "Bytes of ring pictures on disk.", self.ring_images_bytes()),
             (
                 "snapshot_unwritten_images",
                 Gauge,
                 "Ring pictures waiting for the disk.",
-                lock(&self.unwritten).len() as u64,
+                self.archive.unwritten_len() as u64,
             ),
         ];
         for (name, kind, help, v) in lines {
