@@ -1,10 +1,12 @@
 //! The ring archive's side of `Snapshots`: each ring's picture, taken once (keyframe first, then
 //! the doorbell's full-quality one), served from memory until the disk has it, kept with the ring
-//! history in the store. The store's lock is taken only on blocking threads; the runtime's threads
-//! read `StoreView`, a copy made after each change.
+//! history in the store. The store has one owner, a thread of its own that runs the archive's
+//! commands one after another, so no lock guards it and its disk I/O never blocks the runtime;
+//! the runtime's threads read `StoreView`, a copy made after each change.
 
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,27 +22,27 @@ impl Snapshots {
     /// fetch from the doorbell replaces it. Both kept on disk.
     pub async fn take_for_ring(&self, id: u64) {
         let asked = Instant::now();
-        lock(&self.pending).insert(id);
-        let _done = Pending { snaps: self, id };
+        lock(&self.archive.pending).insert(id);
+        let _done = Pending { archive: &self.archive, id };
         let ring = self
             .bus
             .state()
             .last_ring
             .filter(|r| r.id == id)
             .unwrap_or_else(|| Ring::new(id, Utc::now(), RingSource::Other("unknown".into()), None));
-        self.with_store(move |s| s.add_ring(&ring)).await;
+        self.archive.with_store(move |s| s.add_ring(&ring)).await;
         let mut have = false;
         if let Some(img) = self.keyframe_image().await {
-            self.put_ring_image(id, img, "keyframe").await;
+            self.archive.put_ring_image(id, img, "keyframe").await;
             have = true;
-            self.ring_ready(id);
+            self.archive.ring_ready(id);
         }
         match self.refresh(asked, true).await {
-            Ok(img) => self.put_ring_image(id, img, "doorbell").await,
+            Ok(img) => self.archive.put_ring_image(id, img, "doorbell").await,
             Err(e) if !have => {
                 // Last resort: the cached picture, however old, beats none.
                 if let Some((img, _)) = self.cached() {
-                    self.put_ring_image(id, img, "cache").await;
+                    self.archive.put_ring_image(id, img, "cache").await;
                 } else {
                     tracing::warn!(ring = id, "no picture for this ring: {}", e.msg());
                 }
@@ -49,22 +51,84 @@ impl Snapshots {
         }
     }
 
-    async fn with_store<R: Send + 'static>(&self, f: impl FnOnce(&mut Store) -> R + Send + 'static) -> R {
-        let (store, view) = (self.store.clone(), self.store_view.clone());
-        let run = move || {
-            let mut s = lock(&store);
-            let r = f(&mut s);
-            *lock(&view) = Arc::new(StoreView::of(&s));
-            r
-        };
-        match tokio::task::spawn_blocking(run).await {
-            Ok(r) => r,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+    /// The picture of ring `id`; while it is being taken (the ring just happened), waits for it
+    /// up to the fetch timeout.
+    pub async fn ring_image(&self, id: u64) -> Result<Image> {
+        let deadline = tokio::time::Instant::now() + self.timeout + Duration::from_secs(1);
+        loop {
+            let notified = self.archive.taken.notified();
+            match self.archive.ring_image_now(id).await {
+                Ok(img) => return Ok(img),
+                Err(e) => {
+                    let in_store = self.archive.with_store(move |s| s.entries.contains_key(&id)).await;
+                    // Also the instant between the ring event and its picture task starting.
+                    let just_rung = !in_store && self.bus.state().last_ring.is_some_and(|r| r.id == id);
+                    if !(lock(&self.archive.pending).contains(&id) || just_rung) {
+                        return Err(e);
+                    }
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(e);
+                    }
+                }
+            }
         }
     }
 
+    /// The persisted ring history, oldest first.
+    pub fn ring_history(&self) -> Vec<store::Entry> {
+        self.archive.store.view().entries.clone()
+    }
+
+    /// Rings whose picture is served from memory or still being taken (maybe not on disk yet).
+    pub fn rings_in_flight(&self) -> std::collections::BTreeSet<u64> {
+        let mut ids: std::collections::BTreeSet<u64> = lock(&self.archive.recent).iter().map(|(i, _)| *i).collect();
+        ids.extend(lock(&self.archive.pending).iter().copied());
+        ids
+    }
+
+    /// Bytes of ring pictures on disk.
+    pub fn ring_images_bytes(&self) -> u64 {
+        self.archive.store.view().bytes
+    }
+}
+
+/// The ring pictures: the store (through its owner) and the pictures still in memory.
+pub(super) struct Archive {
+    store: StoreOwner,
+    recent: Mutex<VecDeque<(u64, Image)>>,
+    /// Pictures the disk refused, oldest first, at most UNWRITTEN_MAX_BYTES.
+    unwritten: Mutex<VecDeque<(u64, Image, &'static str)>>,
+    /// Rings whose first picture is being taken; requests for them wait instead of a 404.
+    pending: Mutex<BTreeSet<u64>>,
+    taken: tokio::sync::Notify,
+    pub(super) ring_images: AtomicU64,
+    pub(super) disk_errors: AtomicU64,
+}
+
+impl Archive {
+    pub(super) fn new(store: Store) -> Archive {
+        Archive {
+            store: StoreOwner::spawn(store),
+            recent: Mutex::new(VecDeque::new()),
+            unwritten: Mutex::new(VecDeque::new()),
+            pending: Mutex::new(BTreeSet::new()),
+            taken: tokio::sync::Notify::new(),
+            ring_images: AtomicU64::new(0),
+            disk_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Ring pictures waiting for the disk.
+    pub(super) fn unwritten_len(&self) -> usize {
+        lock(&self.unwritten).len()
+    }
+
+    pub(super) async fn with_store<R: Send + 'static>(&self, f: impl FnOnce(&mut Store) -> R + Send + 'static) -> R {
+        self.store.run(f).await
+    }
+
     /// Serves the picture from memory at once, then keeps it on disk (atomically, synced).
-    async fn put_ring_image(&self, id: u64, img: Image, origin: &'static str) {
+    pub(super) async fn put_ring_image(&self, id: u64, img: Image, origin: &'static str) {
         {
             let mut r = lock(&self.recent);
             r.retain(|(i, _)| *i != id);
@@ -74,13 +138,13 @@ impl Snapshots {
             }
         }
         self.taken.notify_waiters();
-        self.counters.ring_images.fetch_add(1, Relaxed);
+        self.ring_images.fetch_add(1, Relaxed);
         let ok = self.write_ring_image(id, img.clone(), origin).await;
         if ok {
             lock(&self.unwritten).retain(|(i, _, _)| *i != id);
             self.flush_unwritten().await;
         } else {
-            self.counters.disk_errors.fetch_add(1, Relaxed);
+            self.disk_errors.fetch_add(1, Relaxed);
             let mut u = lock(&self.unwritten);
             u.retain(|(i, _, _)| *i != id);
             u.push_back((id, img, origin));
@@ -93,7 +157,7 @@ impl Snapshots {
     }
 
     /// Writes a ring's picture; drops from memory what retention dropped from disk.
-    async fn write_ring_image(&self, id: u64, img: Image, origin: &'static str) -> bool {
+    pub(super) async fn write_ring_image(&self, id: u64, img: Image, origin: &'static str) -> bool {
         let taken = crate::events::now_string(img.taken);
         let (ok, on_disk) = self
             .with_store(move |s| {
@@ -109,7 +173,7 @@ impl Snapshots {
     }
 
     /// The disk takes writes again: keep what it refused before.
-    async fn flush_unwritten(&self) {
+    pub(super) async fn flush_unwritten(&self) {
         let waiting: Vec<(u64, Image, &'static str)> = lock(&self.unwritten).iter().cloned().collect();
         for (id, img, origin) in waiting {
             // When retention already dropped the ring, there is nothing to keep: go on.
@@ -122,35 +186,12 @@ impl Snapshots {
         }
     }
 
-    fn ring_ready(&self, id: u64) {
+    pub(super) fn ring_ready(&self, id: u64) {
         lock(&self.pending).remove(&id);
         self.taken.notify_waiters();
     }
 
-    /// The picture of ring `id`; while it is being taken (the ring just happened), waits for it
-    /// up to the fetch timeout.
-    pub async fn ring_image(&self, id: u64) -> Result<Image> {
-        let deadline = tokio::time::Instant::now() + self.timeout + Duration::from_secs(1);
-        loop {
-            let notified = self.taken.notified();
-            match self.ring_image_now(id).await {
-                Ok(img) => return Ok(img),
-                Err(e) => {
-                    let in_store = self.with_store(move |s| s.entries.contains_key(&id)).await;
-                    // Also the instant between the ring event and its picture task starting.
-                    let just_rung = !in_store && self.bus.state().last_ring.is_some_and(|r| r.id == id);
-                    if !(lock(&self.pending).contains(&id) || just_rung) {
-                        return Err(e);
-                    }
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-    }
-
-    async fn ring_image_now(&self, id: u64) -> Result<Image> {
+    pub(super) async fn ring_image_now(&self, id: u64) -> Result<Image> {
         let not_found = || err(ErrorKind::NotFound, format!("no picture for ring {id}"));
         if let Some((_, img)) = lock(&self.recent).iter().find(|(i, _)| *i == id) {
             return Ok(img.clone());
@@ -173,22 +214,55 @@ impl Snapshots {
             .unwrap_or_else(Utc::now);
         Ok(Image::new(Bytes::from(bytes), taken))
     }
+}
 
-    /// The persisted ring history, oldest first.
-    pub fn ring_history(&self) -> Vec<store::Entry> {
-        lock(&self.store_view).entries.clone()
+/// A command to the store's owner: runs there with the store, sends its answer back itself.
+type Command = Box<dyn FnOnce(&mut Store) + Send>;
+
+/// The handle to the thread that owns the ring store. Dropping it ends the thread once the
+/// commands already sent have run.
+pub(super) struct StoreOwner {
+    commands: std::sync::mpsc::Sender<Command>,
+    /// What the store held after its last command, for the runtime's threads (`/api/rings`,
+    /// `/metrics`): they never wait on the store's disk I/O. Its lock is held only to swap it.
+    view: Arc<Mutex<Arc<StoreView>>>,
+}
+
+impl StoreOwner {
+    pub(super) fn spawn(mut store: Store) -> StoreOwner {
+        let view = Arc::new(Mutex::new(Arc::new(StoreView::of(&store))));
+        let (commands, rx) = std::sync::mpsc::channel::<Command>();
+        let published = view.clone();
+        let owner = move || {
+            while let Ok(command) = rx.recv() {
+                // A command that panics loses its answer (its caller sees that), not the store.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command(&mut store)));
+                *lock(&published) = Arc::new(StoreView::of(&store));
+            }
+        };
+        if let Err(e) = std::thread::Builder::new().name("ring-archive".into()).spawn(owner) {
+            tracing::error!("cannot start the ring archive: {e}");
+        }
+        StoreOwner { commands, view }
     }
 
-    /// Rings whose picture is served from memory or still being taken (maybe not on disk yet).
-    pub fn rings_in_flight(&self) -> std::collections::BTreeSet<u64> {
-        let mut ids: std::collections::BTreeSet<u64> = lock(&self.recent).iter().map(|(i, _)| *i).collect();
-        ids.extend(lock(&self.pending).iter().copied());
-        ids
+    /// Runs `f` on the owner with the store and waits for its answer.
+    pub(super) async fn run<R: Send + 'static>(&self, f: impl FnOnce(&mut Store) -> R + Send + 'static) -> R {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let command: Command = Box::new(move |s| {
+            let _ = tx.send(f(s));
+        });
+        if self.commands.send(command).is_err() {
+            panic!("the ring archive's owner thread is gone");
+        }
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => panic!("a ring archive command failed"),
+        }
     }
 
-    /// Bytes of ring pictures on disk.
-    pub fn ring_images_bytes(&self) -> u64 {
-        lock(&self.store_view).bytes
+    pub(super) fn view(&self) -> Arc<StoreView> {
+        lock(&self.view).clone()
     }
 }
 
@@ -206,12 +280,12 @@ impl StoreView {
 
 /// Marks a ring's picture as taken (or given up) however `take_for_ring` ends.
 struct Pending<'a> {
-    snaps: &'a Snapshots,
+    archive: &'a Archive,
     id: u64,
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.snaps.ring_ready(self.id);
+        self.archive.ring_ready(self.id);
     }
 }
